@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System packages the tests need, from Debian's and npm's registries (idempotent).
+set -euo pipefail
+need=()
+command -v sbatch >/dev/null || need+=(slurm-wlm)
+command -v munged >/dev/null || [ -x /usr/sbin/munged ] || need+=(munge)
+[ -f /usr/share/java/junit4.jar ] || need+=(junit4)
+command -v aapt2 >/dev/null || need+=(aapt2 android-framework-res)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v kotlinc >/dev/null; then
+  npm install -g --silent kotlin-compiler@2.4.20 >/dev/null
+fi

@@ -1,0 +1,175 @@
+# psyedge: one Makefile drives every stage. Each stage is a file target; `make demo` chains them
+# on the embedded default (sample data + a tiny model built here). The real run changes variables:
+#   make label PROVIDER=gemini MODEL=gemini-2.5-flash
+#   make train PROFILE=a40 BASE_MODEL=/models/DeepSeek-R1-Distill-Qwen-1.5B
+# Run `make help` for the list.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+# ---- settings ------------------------------------------------------------------------------
+PYTHON_BOOT ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+DATA_DIR    ?= data
+MODELS_DIR  ?= models
+REPORTS_DIR ?= reports
+BENCH_DIR   ?= $(REPORTS_DIR)/bench
+PSYEDGE_DATA ?= ../shared/data
+export PSYEDGE_DATA
+
+# Inputs of `make data` (defaults: small samples in the real formats, shipped in the repo).
+PSYQA     ?= pipeline/samples/psyqa_sample.json
+CPSYCOUND ?= pipeline/samples/CPsyCounD
+CPSYCOUNE ?= pipeline/samples/CPsyCounE
+STRICT    ?=
+
+# Labeling: rules (offline, default) | gemini | gemini-batch | openai
+PROVIDER ?= rules
+MODEL    ?=
+SHARD    ?=
+LABEL_CONFIG ?= pipeline/label_config.yaml
+
+# Training: PROFILE=tiny builds a tiny base model here; a40 is the real run on SLURM.
+PROFILE    ?= tiny
+SUBMIT     ?= $(if $(filter tiny,$(PROFILE)),local,slurm)
+RUN        ?= $(PROFILE)
+RUN_DIR    := $(MODELS_DIR)/$(RUN)
+BASE_MODEL ?= $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base,)
+OUTTYPE    ?= f16
+QTYPE      ?= Q4_K_M
+IMATRIX    ?=
+BENCH_MODE ?= quick
+
+# llama-cpp-python compiles llama.cpp: native SIMD for local use (a portable build runs ~20x
+# slower). For a portable wheel: CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON".
+CMAKE_ARGS ?= -DGGML_NATIVE=ON
+export CMAKE_ARGS
+# The CPU build of torch that lies on these machines (a plain `torch` pulls a multi-GB CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+
+STAMP := $(PY) -m pipeline.stamp
+
+# ---- environment ---------------------------------------------------------------------------
+VENV_OK := $(VENV)/.installed
+$(VENV_OK): pyproject.toml sdk/python/pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip wheel setuptools
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e "sdk/python[cli,test]"
+	$(PY) -m pip install -q -e ".[label,train,convert,dev]"
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV_OK) ## create .venv and install the SDK and toolkit from this repo
+
+# ---- 1. data -------------------------------------------------------------------------------
+PROCESSED := $(DATA_DIR)/processed
+UNIFIED   := $(PROCESSED)/unified.jsonl
+UNIFIED_MIN := $(PROCESSED)/unified_min.jsonl
+
+# The stamp's content is a fingerprint of the inputs: it is rewritten only when they change,
+# so make reruns the stage exactly when an input file (or the variable naming it) changed.
+$(PROCESSED)/.inputs: FORCE | $(VENV_OK)
+	@$(STAMP) $@ "$(PSYQA)" "$(CPSYCOUND)" "$(CPSYCOUNE)" --text "strict=$(STRICT)"
+
+$(UNIFIED) $(UNIFIED_MIN) &: $(PROCESSED)/.inputs $(wildcard pipeline/*.py) | $(VENV_OK)
+	$(PY) -m pipeline.clean --psyqa "$(PSYQA)" --cpsycound "$(CPSYCOUND)" --cpsycoune "$(CPSYCOUNE)" \
+	  --data-dir $(DATA_DIR) $(if $(STRICT),--strict,)
+
+.PHONY: data
+data: $(UNIFIED) ## clean PsyQA + CPsyCounD + CPsyCounE into data/processed and labeling shards
+
+# ---- 2. label ------------------------------------------------------------------------------
+LABELS := $(DATA_DIR)/labeling/results/dataset.jsonl
+
+$(DATA_DIR)/labeling/.provider: FORCE | $(VENV_OK)
+	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(PROVIDER) $(MODEL) $(SHARD)"
+
+$(LABELS): $(UNIFIED_MIN) $(DATA_DIR)/labeling/.provider $(wildcard pipeline/*.py) | $(VENV_OK)
+	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
+	  --data-dir $(DATA_DIR) --config "$(LABEL_CONFIG)" $(if $(SHARD),--shard "$(SHARD)",)
+
+.PHONY: label review apply-review
+label: $(LABELS) ## label the shards with the teacher (PROVIDER=rules|gemini|gemini-batch|openai)
+
+review: $(LABELS) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
+	$(PY) -m pipeline.review queue --data-dir $(DATA_DIR)
+
+apply-review: | $(VENV_OK) ## merge human corrections: make apply-review REVIEWED=<file>
+	@test -n "$(REVIEWED)" || { echo "set REVIEWED=<reviewed JSONL or Label Studio export>"; exit 2; }
+	$(PY) -m pipeline.review apply --data-dir $(DATA_DIR) --reviewed "$(REVIEWED)"
+
+# ---- 3. train ------------------------------------------------------------------------------
+SFT := $(DATA_DIR)/datasets/sft_student_mental.jsonl
+ADAPTER := $(RUN_DIR)/adapter/adapter_model.safetensors
+MERGED := $(RUN_DIR)/merged/model.safetensors
+
+$(SFT): $(LABELS) $(UNIFIED_MIN) $(wildcard training/*.py) | $(VENV_OK)
+	$(PY) -m training.sft --data-dir $(DATA_DIR) --template $(if $(filter tiny,$(PROFILE)),deepseek-r1,deepseek-r1)
+
+$(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
+	$(PY) -m training.tiny --out $(MODELS_DIR)/tiny-base
+
+TRAIN_DEPS := $(SFT) training/configs/$(PROFILE).yaml $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
+$(ADAPTER): $(TRAIN_DEPS) | $(VENV_OK)
+	$(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" --data-dir $(DATA_DIR) \
+	  --out $(RUN_DIR) --submit $(SUBMIT)
+
+$(MERGED): $(ADAPTER) | $(VENV_OK)
+	$(PY) -m training.merge --base-model "$(BASE_MODEL)" --adapter $(RUN_DIR)/adapter --out $(RUN_DIR)/merged
+
+.PHONY: sft train merge
+sft: $(SFT) ## alpaca SFT set + LLaMA-Factory dataset_info.json
+train: $(ADAPTER) ## QLoRA (PROFILE=tiny|a40, SUBMIT=local|slurm, BASE_MODEL=<dir>)
+merge: $(MERGED) ## merge the adapter into the bf16 base
+
+# ---- 4. convert ----------------------------------------------------------------------------
+GGUF_F := $(RUN_DIR)/model-$(OUTTYPE).gguf
+GGUF_Q := $(RUN_DIR)/model-$(QTYPE).gguf
+
+$(GGUF_F): $(MERGED) $(wildcard convert/*.py) | $(VENV_OK)
+	$(PY) -m convert.to_gguf --model $(RUN_DIR)/merged --outtype $(OUTTYPE) --out $@
+
+$(GGUF_Q): $(GGUF_F) | $(VENV_OK)
+	$(PY) -m convert.quantize --src $(GGUF_F) --qtype $(QTYPE) --out $@ $(if $(IMATRIX),--imatrix,)
+
+.PHONY: gguf quantize
+gguf: $(GGUF_F) ## merged model -> GGUF (OUTTYPE=f16|bf16|f32)
+quantize: $(GGUF_Q) ## GGUF -> Q4_K_M with llama.cpp's quantizer (QTYPE=...)
+
+# ---- 5. assess, bench ----------------------------------------------------------------------
+DEMO_CONVERSATIONS ?= pipeline/samples/demo_conversations.jsonl
+RISK_DATA ?= $(PSYEDGE_DATA)/psysuicide/valid.json
+
+.PHONY: assess bench bench-risk
+assess: $(GGUF_Q) | $(VENV_OK) ## screen the demo conversations with the quantized model
+	$(VENV)/bin/psyedge assess --model $(GGUF_Q) --input $(DEMO_CONVERSATIONS) --output $(REPORTS_DIR)/assess.jsonl --show
+
+bench: $(GGUF_Q) | $(VENV_OK) ## latency, memory and accuracy report (BENCH_MODE=quick|full)
+	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GGUF_Q) --labels $(LABELS) --out $(BENCH_DIR)
+
+bench-risk: | $(VENV_OK) ## lexicon/rules/model risk detection on PsySUICIDE (RISK_DATA=, MODEL=<gguf>)
+	$(PY) -m benchmarks.risk --data "$(RISK_DATA)" --out $(BENCH_DIR) $(if $(MODEL),--model "$(MODEL)",)
+
+# ---- demo, tests ---------------------------------------------------------------------------
+.PHONY: demo test lint android-test help FORCE
+demo: | $(VENV_OK) ## every stage, offline, on the embedded default
+	$(PY) -m pipeline.demo
+
+test: | $(VENV_OK) ## the test suite (the same command CI runs)
+	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory android-test
+
+lint: | $(VENV_OK)
+	$(VENV)/bin/ruff check .
+
+android-test: | $(VENV_OK) ## build the JNI bridge for the host and run the Kotlin tests on the JVM
+	$(MAKE) -C mobile/android host-test PY=$(abspath $(PY))
+
+help:
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+FORCE:
