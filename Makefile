@@ -38,6 +38,7 @@ SUBMIT     ?= $(if $(filter tiny,$(PROFILE)),local,slurm)
 RUN        ?= $(PROFILE)
 RUN_DIR    := $(MODELS_DIR)/$(RUN)
 BASE_MODEL ?= $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base,)
+TEMPLATE   ?= deepseek-r1
 OUTTYPE    ?= f16
 QTYPE      ?= Q4_K_M
 IMATRIX    ?=
@@ -51,6 +52,36 @@ export CMAKE_ARGS
 TORCH_SPEC ?= torch==2.13.0
 
 STAMP := $(PY) -m pipeline.stamp
+
+# ---- bad variables fail at once, saying what to set ----------------------------------------
+PROVIDERS := rules gemini gemini-batch openai
+ifeq ($(filter $(PROVIDER),$(PROVIDERS)),)
+$(error PROVIDER=$(PROVIDER) is not a labeling provider: set PROVIDER to one of $(PROVIDERS))
+endif
+MODEL_GOALS := train merge gguf quantize assess bench demo
+ifneq ($(filter $(MODEL_GOALS),$(or $(MAKECMDGOALS),help)),)
+ifeq ($(wildcard training/configs/$(PROFILE).yaml),)
+$(error PROFILE=$(PROFILE) has no training/configs/$(PROFILE).yaml: set PROFILE to one of $(basename $(notdir $(wildcard training/configs/*.yaml))))
+endif
+ifeq ($(SUBMIT),slurm)
+ifeq ($(shell command -v sbatch),)
+$(error PROFILE=$(PROFILE) submits to SLURM but sbatch is not on PATH: run on the cluster login node, or set SUBMIT=local to train in this process)
+endif
+endif
+ifneq ($(PROFILE),tiny)
+ifeq ($(BASE_MODEL),)
+$(error PROFILE=$(PROFILE) needs BASE_MODEL=<local model directory>, e.g. BASE_MODEL=/models/DeepSeek-R1-Distill-Qwen-1.5B)
+endif
+ifeq ($(wildcard $(BASE_MODEL)/config.json),)
+$(error BASE_MODEL=$(BASE_MODEL) is not a model directory (no config.json there): set BASE_MODEL to a local Hugging Face model folder)
+endif
+endif
+endif
+
+# Code each stage depends on (a change reruns that stage and what follows).
+CONTRACT_SRC := $(wildcard sdk/python/psyedge/contract.py sdk/python/psyedge/prompt.py sdk/python/psyedge/data/labels.schema.json)
+DATA_SRC  := $(wildcard pipeline/clean.py pipeline/pii.py pipeline/student.py pipeline/parsers/*.py) $(CONTRACT_SRC)
+LABEL_SRC := $(wildcard pipeline/label.py pipeline/ratelimit.py pipeline/cost.py pipeline/providers/*.py sdk/python/psyedge/lexicon.py sdk/python/psyedge/data/risk_lexicon.json) $(CONTRACT_SRC)
 
 # ---- environment ---------------------------------------------------------------------------
 VENV_OK := $(VENV)/.installed
@@ -75,7 +106,7 @@ UNIFIED_MIN := $(PROCESSED)/unified_min.jsonl
 $(PROCESSED)/.inputs: FORCE | $(VENV_OK)
 	@$(STAMP) $@ "$(PSYQA)" "$(CPSYCOUND)" "$(CPSYCOUNE)" --text "strict=$(STRICT)"
 
-$(UNIFIED) $(UNIFIED_MIN) &: $(PROCESSED)/.inputs $(wildcard pipeline/*.py) | $(VENV_OK)
+$(UNIFIED) $(UNIFIED_MIN) &: $(PROCESSED)/.inputs $(DATA_SRC) | $(VENV_OK)
 	$(PY) -m pipeline.clean --psyqa "$(PSYQA)" --cpsycound "$(CPSYCOUND)" --cpsycoune "$(CPSYCOUNE)" \
 	  --data-dir $(DATA_DIR) $(if $(STRICT),--strict,)
 
@@ -88,7 +119,7 @@ LABELS := $(DATA_DIR)/labeling/results/dataset.jsonl
 $(DATA_DIR)/labeling/.provider: FORCE | $(VENV_OK)
 	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(PROVIDER) $(MODEL) $(SHARD)"
 
-$(LABELS): $(UNIFIED_MIN) $(DATA_DIR)/labeling/.provider $(wildcard pipeline/*.py) | $(VENV_OK)
+$(LABELS): $(UNIFIED_MIN) $(DATA_DIR)/labeling/.provider $(LABEL_SRC) | $(VENV_OK)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
 	  --data-dir $(DATA_DIR) --config "$(LABEL_CONFIG)" $(if $(SHARD),--shard "$(SHARD)",)
 
@@ -107,13 +138,13 @@ SFT := $(DATA_DIR)/datasets/sft_student_mental.jsonl
 ADAPTER := $(RUN_DIR)/adapter/adapter_model.safetensors
 MERGED := $(RUN_DIR)/merged/model.safetensors
 
-$(SFT): $(LABELS) $(UNIFIED_MIN) $(wildcard training/*.py) | $(VENV_OK)
-	$(PY) -m training.sft --data-dir $(DATA_DIR) --template $(if $(filter tiny,$(PROFILE)),deepseek-r1,deepseek-r1)
+$(SFT): $(LABELS) $(UNIFIED_MIN) $(wildcard training/sft.py) $(CONTRACT_SRC) | $(VENV_OK)
+	$(PY) -m training.sft --data-dir $(DATA_DIR) --template $(TEMPLATE)
 
 $(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
 	$(PY) -m training.tiny --out $(MODELS_DIR)/tiny-base
 
-TRAIN_DEPS := $(SFT) training/configs/$(PROFILE).yaml $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
+TRAIN_DEPS := $(SFT) training/configs/$(PROFILE).yaml $(wildcard training/train.py) $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
 $(ADAPTER): $(TRAIN_DEPS) | $(VENV_OK)
 	$(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" --data-dir $(DATA_DIR) \
 	  --out $(RUN_DIR) --submit $(SUBMIT)
@@ -144,12 +175,18 @@ quantize: $(GGUF_Q) ## GGUF -> Q4_K_M with llama.cpp's quantizer (QTYPE=...)
 DEMO_CONVERSATIONS ?= pipeline/samples/demo_conversations.jsonl
 RISK_DATA ?= $(PSYEDGE_DATA)/psysuicide/valid.json
 
-.PHONY: assess bench bench-risk
-assess: $(GGUF_Q) | $(VENV_OK) ## screen the demo conversations with the quantized model
-	$(VENV)/bin/psyedge assess --model $(GGUF_Q) --input $(DEMO_CONVERSATIONS) --output $(REPORTS_DIR)/assess.jsonl --show
+ASSESS_OUT := $(REPORTS_DIR)/assess.jsonl
+BENCH_OUT := $(BENCH_DIR)/summary.json
 
-bench: $(GGUF_Q) | $(VENV_OK) ## latency, memory and accuracy report (BENCH_MODE=quick|full)
+$(ASSESS_OUT): $(GGUF_Q) $(DEMO_CONVERSATIONS) | $(VENV_OK)
+	$(VENV)/bin/psyedge assess --model $(GGUF_Q) --input $(DEMO_CONVERSATIONS) --output $@ --show
+
+$(BENCH_OUT): $(GGUF_Q) $(LABELS) $(wildcard benchmarks/*.py) | $(VENV_OK)
 	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GGUF_Q) --labels $(LABELS) --out $(BENCH_DIR)
+
+.PHONY: assess bench bench-risk
+assess: $(ASSESS_OUT) ## screen the demo conversations with the quantized model
+bench: $(BENCH_OUT) ## latency, memory and accuracy report (BENCH_MODE=quick|full)
 
 bench-risk: | $(VENV_OK) ## lexicon/rules/model risk detection on PsySUICIDE (RISK_DATA=, MODEL=<gguf>)
 	$(PY) -m benchmarks.risk --data "$(RISK_DATA)" --out $(BENCH_DIR) $(if $(MODEL),--model "$(MODEL)",)

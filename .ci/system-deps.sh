@@ -5,12 +5,13 @@ need=()
 command -v sbatch >/dev/null || need+=(slurm-wlm)
 command -v munged >/dev/null || [ -x /usr/sbin/munged ] || need+=(munge)
 [ -f /usr/share/java/junit4.jar ] || need+=(junit4)
-command -v aapt2 >/dev/null || need+=(aapt2 android-framework-res)
+command -v aapt >/dev/null || need+=(aapt android-framework-res)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if ! command -v kotlinc >/dev/null; then
+# The npm package ships the JVM compiler at $(npm root -g)/kotlin-compiler/bin/kotlinc (not on PATH).
+if [ ! -x "$(npm root -g)/kotlin-compiler/bin/kotlinc" ]; then
   npm install -g --silent kotlin-compiler@2.4.20 >/dev/null
 fi
