@@ -165,7 +165,7 @@ $(GGUF_F): $(MERGED) $(wildcard convert/*.py) | $(VENV_OK)
 	$(PY) -m convert.to_gguf --model $(RUN_DIR)/merged --outtype $(OUTTYPE) --out $@
 
 $(GGUF_Q): $(GGUF_F) | $(VENV_OK)
-	$(PY) -m convert.quantize --src $(GGUF_F) --qtype $(QTYPE) --out $@ $(if $(IMATRIX),--imatrix,)
+	$(PY) -m convert.quantize --src $(GGUF_F) --qtype $(QTYPE) --out $@ $(if $(IMATRIX),--imatrix --calibration $(SFT),)
 
 .PHONY: gguf quantize
 gguf: $(GGUF_F) ## merged model -> GGUF (OUTTYPE=f16|bf16|f32)
