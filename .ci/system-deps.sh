@@ -5,6 +5,8 @@ need=()
 command -v sbatch >/dev/null || need+=(slurm-wlm)
 command -v munged >/dev/null || [ -x /usr/sbin/munged ] || need+=(munge)
 [ -f /usr/share/java/junit4.jar ] || need+=(junit4)
+# CJK glyphs for plot labels (topic names are Chinese).
+fc-list 2>/dev/null | grep -qi wqy || need+=(fonts-wqy-microhei)
 command -v aapt >/dev/null || need+=(aapt android-framework-res)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
