@@ -1,0 +1,1 @@
+"""Labeling providers behind one interface (`base.Provider`): rules, gemini, gemini-batch, openai."""

@@ -1,0 +1,145 @@
+"""The result journal: per-shard append-only files that make labeling resumable after `kill -9`.
+
+Why append + fsync per line instead of one atomic write at the end: a run over thousands of paid
+requests must keep every answer it already paid for. Each result is one `write()` of one whole
+line followed by `fsync`, so a killed run loses at most the requests in flight. A kill during
+the write itself can leave a partial last line: `read_rows` cuts such a torn tail off (and says
+so) before anything else reads or appends. When a shard completes, `finalize` rewrites both
+files atomically in input order, keeping only rows of the current run key.
+
+Resume key (`RunKey`): model + prompt version + contract (schema) version. Rows with another key
+are not "done": a new model or prompt relabels them, and `finalize` drops the stale rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline.io import dumps_line, write_jsonl
+
+log = logging.getLogger(__name__)
+
+SHARD_RE = re.compile(r"^input_part_(\d{4})\.jsonl$")
+LABEL_FIELDS_ROW = ("depression_level", "anxiety_level", "risk_flag", "student_distress_score")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes a stored label reusable: same model, prompt and schema."""
+
+    provider: str
+    model: str
+    prompt_version: str
+    contract_version: str
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        return (row.get("model") == self.model and row.get("prompt_version") == self.prompt_version
+                and row.get("contract_version") == self.contract_version)
+
+    def stamp(self) -> dict[str, str]:
+        return {"provider": self.provider, "model": self.model, "prompt_version": self.prompt_version,
+                "contract_version": self.contract_version}
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """Where one input shard's results go (all under `labeling/results/`)."""
+
+    name: str        # input_part_0007
+    input: Path
+    results: Path    # labeled rows
+    failed: Path     # rows that could not be labeled, with the reason
+    batch: Path      # gemini-batch job state
+
+    @classmethod
+    def of(cls, input_path: Path, results_dir: Path) -> ShardFiles:
+        name = input_path.name[: -len(".jsonl")]
+        return cls(name, input_path, results_dir / f"{name}.jsonl", results_dir / f"{name}.failed.jsonl",
+                   results_dir / f"{name}.batch.json")
+
+
+def prompt_sha(prompt: str) -> str:
+    """Dedup/cache key of a prompt: identical normalised conversations give identical prompts."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:20]
+
+
+def read_rows(path: Path, repair: bool = True) -> list[dict[str, Any]]:
+    """Every row of a journal; a torn last line (a kill mid-write) is cut off when `repair`."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    rows: list[dict[str, Any]] = []
+    good_end = 0
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        end = len(data) if nl < 0 else nl + 1
+        line = data[pos:end]
+        try:
+            if nl < 0:
+                raise ValueError("no newline at end")
+            if line.strip():
+                rows.append(json.loads(line))
+        except ValueError:
+            if end < len(data):  # a bad line in the middle is not a torn tail: someone edited the file
+                lineno = data[:pos].count(b"\n") + 1
+                raise ValueError(f"{path}: line {lineno} is not valid JSON; "
+                                 "fix or delete that line (results are append-only)") from None
+            break
+        good_end = end
+        pos = end
+    if good_end < len(data):
+        log.warning("%s: cut a torn last line (%d bytes) left by an interrupted run", path, len(data) - good_end)
+        if repair:
+            with open(path, "r+b") as fh:
+                fh.truncate(good_end)
+    return rows
+
+
+class Journal:
+    """Append-only JSONL writer: one whole line per `write`, flushed and fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open across writes
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._fh.write(dumps_line(row))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def current_rows(path: Path, key: RunKey) -> dict[str, dict[str, Any]]:
+    """id -> latest row with `key` (later lines win)."""
+    return {r["id"]: r for r in read_rows(path) if key.matches(r) and "id" in r}
+
+
+def finalize(files: ShardFiles, input_ids: list[str], key: RunKey) -> dict[str, int]:
+    """Rewrite the shard's results and failures atomically in input order; return the counts.
+
+    Labeled wins over failed (a later run may have labeled an id that failed before); rows of
+    other keys and ids no longer in the input are dropped. Checks labeled + failed = input.
+    """
+    labeled = current_rows(files.results, key)
+    failed = {i: r for i, r in current_rows(files.failed, key).items() if i not in labeled}
+    order = {i: n for n, i in enumerate(input_ids)}
+    lab = sorted((r for i, r in labeled.items() if i in order), key=lambda r: order[r["id"]])
+    fail = sorted((r for i, r in failed.items() if i in order), key=lambda r: order[r["id"]])
+    write_jsonl(files.results, lab)
+    write_jsonl(files.failed, fail)
+    missing = len(order) - len(lab) - len(fail)
+    if missing:
+        raise RuntimeError(f"{files.input}: {len(order)} input ids but {len(lab)} labeled + {len(fail)} failed; "
+                           f"{missing} unaccounted (a bug: re-run to label them, then report it)")
+    return {"input": len(order), "labeled": len(lab), "failed": len(fail)}

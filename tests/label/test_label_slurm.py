@@ -1,0 +1,64 @@
+"""The SLURM array script: one shard per task, then a merge job (bash-simulated, and real sbatch when up)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from label_builders import read_jsonl, write_config, write_shards
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "pipeline" / "slurm" / "label_array.sbatch"
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, PROVIDER="rules", DATA_DIR=str(tmp), LABEL_CONFIG=str(tmp / "c.yaml"),
+               PY=str(ROOT / ".venv" / "bin" / "python"), PYTHONPATH=str(ROOT))
+    env.pop("MERGE_ONLY", None)
+    env.update(extra)
+    return env
+
+
+def test_array_task_labels_its_shard_then_merge(tmp_path: Path) -> None:
+    write_shards(tmp_path, shards=3, per_shard=4)
+    write_config(tmp_path / "c.yaml")
+    res = tmp_path / "labeling/results"
+    for task in ("2", "0"):
+        p = subprocess.run(["bash", str(SCRIPT)], env=_env(tmp_path, SLURM_ARRAY_TASK_ID=task), cwd=ROOT,
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert f"shard 000{task}" in p.stdout
+    assert (res / "input_part_0002.jsonl").exists() and not (res / "input_part_0001.jsonl").exists()
+    assert len(read_jsonl(res / "dataset.jsonl")) == 8  # the merge after each task covers 2 of 3 shards
+    p = subprocess.run(["bash", str(SCRIPT)], env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "SLURM_ARRAY_TASK_ID is not set" in p.stderr
+    p = subprocess.run(["bash", str(SCRIPT)], env=_env(tmp_path, MERGE_ONLY="1"), cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def _slurm_up() -> bool:
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return False
+    p = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return p.returncode == 0 and any(s in p.stdout for s in ("idle", "mixed"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _slurm_up(), reason="no SLURM node up (see training/slurm/local_cluster.sh)")
+def test_real_sbatch_array_with_concurrency_cap(tmp_path: Path) -> None:
+    write_shards(tmp_path, shards=3, per_shard=3)
+    write_config(tmp_path / "c.yaml")
+    env = _env(tmp_path)
+    jid = subprocess.run(["sbatch", "--parsable", "--export=ALL", "--array=0-2%2", f"--chdir={ROOT}",
+                          f"--output={tmp_path}/task_%A_%a.out", str(SCRIPT)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    merge = subprocess.run(["sbatch", "--wait", "--export=ALL", f"--dependency=afterok:{jid}", f"--chdir={ROOT}",
+                            f"--output={tmp_path}/merge.out", str(SCRIPT)], env=dict(env, MERGE_ONLY="1"),
+                           cwd=ROOT, capture_output=True, text=True, timeout=240)
+    logs = "\n".join(p.read_text() for p in tmp_path.glob("*.out"))
+    assert merge.returncode == 0, merge.stderr + logs
+    rows = read_jsonl(tmp_path / "labeling/results/dataset.jsonl")
+    assert len(rows) == 9 and len({r["id"] for r in rows}) == 9
