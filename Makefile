@@ -89,7 +89,7 @@ $(VENV_OK): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip wheel setuptools
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e "sdk/python[cli,test]"
+	$(PY) -m pip install -q -e "sdk/python[cli,test,bench]"
 	$(PY) -m pip install -q -e ".[label,train,convert,dev]"
 	@touch $@
 
@@ -204,7 +204,7 @@ lint: | $(VENV_OK)
 	$(VENV)/bin/ruff check .
 
 android-test: | $(VENV_OK) ## build the JNI bridge for the host and run the Kotlin tests on the JVM
-	$(MAKE) -C mobile/android host-test PY=$(abspath $(PY))
+	$(MAKE) --no-print-directory -C mobile/android host-test PY=$(abspath $(PY))
 
 help:
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'

@@ -8,6 +8,8 @@ command -v munged >/dev/null || [ -x /usr/sbin/munged ] || need+=(munge)
 # CJK glyphs for plot labels (topic names are Chinese).
 fc-list 2>/dev/null | grep -qi wqy || need+=(fonts-wqy-microhei)
 command -v aapt >/dev/null || need+=(aapt android-framework-res)
+# Android's own org.json for the host-JVM tests of the Kotlin library.
+[ -f /usr/share/java/com.android.json.jar ] || need+=(libandroid-json-java)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -1,0 +1,117 @@
+// psyedge jump-forward screener on llama.cpp's C API (llama.h only).
+//
+// The same algorithm as the Python SDK's Screener (sdk/python/DECODING.md, psyedge/screener.py,
+// psyedge/decode.py): segment-wise tokenization, one cached instruction prefix on sequence 0,
+// the decode plan's forced text fed as token batches, and at each value position a choice among
+// the allowed values by renormalised probabilities over the values' token trie. No JNI here, so
+// the engine can be reasoned about (and debugged) without a JVM; psyedge_jni.cpp is the thin glue.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "llama.h"
+
+namespace psyedge {
+
+using Tokens = std::vector<llama_token>;
+
+// Context settings, defaults as psyedge.decode.EngineConfig.
+struct EngineConfig {
+    int n_ctx = 4096;
+    int n_threads = 4;
+    bool flash_attn = true;
+    int n_ubatch = 512;
+    int n_seq_max = 11;  // 1 + the most values of any field (scratch sequences for scoring)
+    int answer_slack = 8;  // DECODING.md 2: free tokens after the answer's forced text + longest values
+};
+
+// The contract pieces the engine needs, as text (UTF-8). Kotlin reads them from the assets.
+struct PlanText {
+    std::string head;                              // template.prefix + INSTRUCTION
+    std::string suffix;                            // template.suffix
+    std::vector<std::string> forced;               // F0..Fn, the plan's forced steps in order
+    std::vector<std::vector<std::string>> values;  // per field, per allowed value: its text
+};
+
+// One turn as the transcript writes it: head ("来访者："), text, tail ("\n").
+struct LineText {
+    std::string head;
+    std::string text;
+    std::string tail;
+};
+
+struct Result {
+    std::vector<int> choice;                  // per field: index of the chosen value
+    std::vector<std::vector<double>> probs;   // per field, per value
+    double tokenize_ms = 0, prefill_ms = 0, decode_ms = 0, total_ms = 0;
+    int decode_calls = 0, prompt_tokens = 0, cached_tokens = 0, new_tokens = 0;
+    int kept_turns = 0;                       // turns left after fitting the context
+    bool cut = false;                         // the context fit dropped turns or characters
+};
+
+class Engine {
+public:
+    // Loads the model and creates the context; on failure `error()` says why and `ok()` is false.
+    Engine(const std::string & path, const EngineConfig & config);
+    ~Engine();
+    Engine(const Engine &) = delete;
+    Engine & operator=(const Engine &) = delete;
+
+    bool ok() const { return ctx_ != nullptr; }
+    const std::string & error() const { return error_; }
+
+    // A GGUF metadata value, or false when the key is absent.
+    bool meta(const std::string & key, std::string & out) const;
+
+    // Tokenize the plan, check that forced text and values round-trip exactly, decode the
+    // prefix on sequence 0 and snapshot it. Returns false with `error()` set on failure.
+    bool set_plan(const PlanText & plan);
+
+    // Screen one prepared conversation (already checked and trimmed by the caller).
+    bool assess(const std::vector<LineText> & lines, Result & out);
+
+    int n_ctx() const { return n_ctx_; }
+    int prefix_tokens() const { return static_cast<int>(prefix_.size()); }
+
+private:
+    Tokens tokenize(const std::string & text, bool special) const;
+    std::string piece(llama_token t) const;
+    bool tok_exact(const std::string & text, Tokens & out);
+    const Tokens & line_tokens(const std::string & line);
+    // Positions/sequences/logit flags per row; logits of flagged rows are appended to `logits`.
+    bool decode(const Tokens & toks, const std::vector<llama_pos> & pos, const std::vector<llama_seq_id> & seq,
+                const std::vector<bool> & want, std::vector<std::vector<float>> & logits);
+    bool decode_seq(const Tokens & toks, llama_pos start, bool last_logits, std::vector<float> * logits);
+    int reuse(const Tokens & full);
+    bool score(const std::vector<Tokens> & cands, const std::vector<float> & logits, llama_pos pos,
+               int & best, std::vector<double> & probs);
+    bool fail(const std::string & msg) { error_ = msg; return false; }
+    bool fail_decode();
+    long answer_tokens() const;
+
+    std::string path_;
+    std::string error_;
+    llama_model * model_ = nullptr;
+    llama_context * ctx_ = nullptr;
+    llama_memory_t mem_ = nullptr;
+    const llama_vocab * vocab_ = nullptr;
+    llama_batch batch_{};
+    bool batch_ready_ = false;
+    int n_ctx_ = 0;
+    int n_vocab_ = 0;
+    int n_seq_max_ = 1;
+    int answer_slack_ = 8;
+    int decode_calls_ = 0;
+
+    Tokens prefix_, suffix_;
+    std::vector<Tokens> forced_;
+    std::vector<std::vector<Tokens>> values_;
+    std::vector<uint8_t> prefix_state_;
+    Tokens cached_;
+    std::unordered_map<std::string, Tokens> line_cache_;
+};
+
+}  // namespace psyedge

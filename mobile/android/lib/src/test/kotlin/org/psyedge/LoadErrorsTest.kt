@@ -1,0 +1,80 @@
+package org.psyedge
+
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.runBlocking
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Test
+import java.io.File
+
+/** Clear exceptions for missing, broken and incompatible models and for bad input; one native thread. */
+class LoadErrorsTest {
+    private val models = File(Golden.goldenDir, "models")
+    private val tiny = File(models, "tiny-chatml.gguf").path
+
+    private inline fun <reified E : Throwable> expect(fragment: String, block: () -> Unit) {
+        try {
+            block()
+        } catch (e: Throwable) {
+            assertTrue("expected ${E::class.simpleName}, got $e", e is E)
+            assertTrue("message '${e.message}' lacks '$fragment'", e.message!!.contains(fragment))
+            return
+        }
+        throw AssertionError("expected ${E::class.simpleName} mentioning '$fragment'")
+    }
+
+    @Test
+    fun missingModelFile() = expect<ModelException>("model file not found") {
+        PsyEdge.load("/nonexistent/model.gguf", 1, Golden.assets)
+    }
+
+    @Test
+    fun notAGguf() {
+        val junk = File.createTempFile("junk", ".gguf").apply { writeText("this is not a model"); deleteOnExit() }
+        expect<ModelException>("could not load") { PsyEdge.load(junk.path, 1, Golden.assets) }
+    }
+
+    @Test
+    fun otherContractIsRefused() = expect<ModelException>("contract 0.9") {
+        PsyEdge.load(File(models, "tiny-contract-0.9.gguf").path, 1, Golden.assets)
+    }
+
+    @Test
+    fun noTemplateMetadataNeedsTemplate() {
+        val bare = File(models, "tiny-no-metadata.gguf").path
+        expect<ModelException>("psyedge.template") { PsyEdge.load(bare, 1, Golden.assets) }
+        PsyEdge.load(bare, 1, Golden.assets, template = "chatml").use { assertEquals("chatml", it.template.name) }
+    }
+
+    @Test
+    fun badArguments() {
+        expect<InputException>("threads") { PsyEdge.load(tiny, 0, Golden.assets) }
+        expect<InputException>("unknown chat template") { PsyEdge.load(tiny, 1, Golden.assets, template = "llama3") }
+    }
+
+    @Test
+    fun badConversationsAndClosedInstance() {
+        val psy = PsyEdge.load(tiny, Golden.threads, Golden.assets)
+        assertEquals("chatml", psy.template.name)
+        assertEquals("1.0", psy.metadata["contract_version"])
+        expect<InputException>("no user turn") { psy.assessBlocking(emptyList()) }
+        expect<InputException>("role must be one of") { psy.assessBlocking(listOf(Turn("system", "hi"))) }
+        expect<InputException>("text is empty") { psy.assessBlocking(listOf(Turn.user(" \n "))) }
+        val a = psy.assessBlocking(listOf(Turn.user("我想自杀")))
+        assertEquals("suicidal", a.labels.riskFlag)  // the lexicon raises whatever the random model says
+        psy.close()
+        psy.close()  // idempotent
+        expect<IllegalStateException>("closed") { psy.assessBlocking(listOf(Turn.user("你好"))) }
+    }
+
+    @Test
+    fun concurrentCallsQueueOnOneNativeThread() {
+        PsyEdge.load(tiny, Golden.threads, Golden.assets).use { psy ->
+            val convs = listOf("我最近压力很大", "考试没考好", "室友吵架", "我好累").map { listOf(Turn.user(it)) }
+            val sequential = convs.map { psy.assessBlocking(it).labels }
+            val parallel = runBlocking { convs.map { async(kotlinx.coroutines.Dispatchers.Default) { psy.assess(it) } }.awaitAll() }
+            assertEquals(sequential, parallel.map { it.labels })
+        }
+    }
+}

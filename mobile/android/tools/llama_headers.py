@@ -1,0 +1,93 @@
+"""Extract llama.h and the ggml headers of exactly the installed llama-cpp-python release.
+
+The llama-cpp-python wheel ships libllama.so but no headers, and llama.h changes between
+llama.cpp commits (struct layouts included), so the host JNI build must compile against the
+headers of the very commit that wheel was built from. They are in the release's source
+distribution under `vendor/llama.cpp/`; this script takes them from a local sdist (`--sdist`,
+or `$PSYEDGE_LLAMA_SDIST`) or downloads the sdist with pip from PyPI, and writes:
+
+    OUT/include/llama.h, OUT/ggml/include/*.h, OUT/VERSION, OUT/LLAMA_CPP_COMMIT
+
+Nothing is committed: OUT lives under mobile/android/build/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+HEADER_DIRS = ("vendor/llama.cpp/include/", "vendor/llama.cpp/ggml/include/")
+COMMIT_FILE = ".git/modules/vendor/llama.cpp/HEAD"
+
+
+def find_sdist(version: str, explicit: str | None, cache: Path) -> Path:
+    """A local sdist of `version`, downloading it with pip into `cache` when none is given."""
+    name = f"llama_cpp_python-{version}.tar.gz"
+    for cand in (explicit, os.environ.get("PSYEDGE_LLAMA_SDIST"), str(cache / name), f"/tmp/sdist/{name}"):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"llama_headers: downloading the llama-cpp-python {version} sdist from PyPI (headers only are kept)",
+          file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                    f"llama-cpp-python=={version}", "-d", str(cache)], check=True)
+    path = cache / name
+    if not path.is_file():
+        raise FileNotFoundError(f"pip did not leave {path}")
+    return path
+
+
+def extract(sdist: Path, out: Path) -> str:
+    """Write the headers under `out`; return the vendored llama.cpp commit ('' if unknown)."""
+    commit = ""
+    with tarfile.open(sdist, "r:gz") as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/", 1)
+            if len(parts) != 2 or not member.isfile():
+                continue
+            rel = parts[1]
+            if rel == COMMIT_FILE:
+                fh = tar.extractfile(member)
+                commit = fh.read().decode().strip() if fh else ""
+                continue
+            for prefix in HEADER_DIRS:
+                if rel.startswith(prefix) and rel.endswith(".h") and "/" not in rel[len(prefix):]:
+                    dest = out / rel[len("vendor/llama.cpp/"):]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    fh = tar.extractfile(member)
+                    if fh is not None:
+                        dest.write_bytes(fh.read())
+    if not (out / "include" / "llama.h").is_file():
+        raise FileNotFoundError(f"{sdist} has no vendor/llama.cpp/include/llama.h")
+    return commit
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--version", required=True, help="llama-cpp-python version, e.g. 0.3.36")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--sdist", help="path of llama_cpp_python-<version>.tar.gz (default: find or download)")
+    args = ap.parse_args(argv)
+    stamp = args.out / "VERSION"
+    if stamp.is_file() and stamp.read_text().strip() == args.version and (args.out / "include/llama.h").is_file():
+        return 0
+    try:
+        sdist = find_sdist(args.version, args.sdist, args.out.parent / "sdist")
+        commit = extract(sdist, args.out)
+    except (OSError, subprocess.CalledProcessError, tarfile.TarError) as exc:
+        print(f"llama_headers: cannot get the llama.cpp headers for llama-cpp-python {args.version}: {exc}; "
+              "pass --sdist <llama_cpp_python-VERSION.tar.gz> or set PSYEDGE_LLAMA_SDIST", file=sys.stderr)
+        return 1
+    (args.out / "LLAMA_CPP_COMMIT").write_text(commit + "\n")
+    stamp.write_text(args.version + "\n")
+    print(f"llama_headers: llama-cpp-python {args.version} (llama.cpp {commit[:12] or 'unknown'}) -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
