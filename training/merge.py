@@ -1,0 +1,139 @@
+"""Merge a trained LoRA adapter into the bf16 base model (`make merge`).
+
+    python -m training.merge --base-model DIR --adapter models/<run>/adapter --out models/<run>/merged
+
+The base is loaded in bf16, never in 4-bit: merging into quantised weights would bake the NF4
+rounding into the model and then quantise it a second time in GGUF. The output folder holds a
+single `model.safetensors`, the base's tokenizer files (copied byte for byte, so the GGUF
+converter sees exactly the vocabulary the model was trained with), the SDK's chat template
+(`chat_template.jinja`, also set in tokenizer_config.json) and `psyedge.json`: the manifest of
+`psyedge.metadata.make_manifest` (contract version, prompt hash, template, base model, adapter hash)
+that the converter copies into GGUF metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from psyedge.metadata import make_manifest
+from psyedge.prompt import get_template
+
+from pipeline.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+TRAIN_MANIFEST = "psyedge_train.json"  # written by training.train next to the adapter
+#: Tokenizer files copied verbatim from the base (whichever exist).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                   "merges.txt", "tokenizer.model", "added_tokens.json")
+MANIFEST_NAME = "psyedge.json"
+
+
+class MergeError(ValueError):
+    """A missing or inconsistent input (message says which file and what to run)."""
+
+
+def adapter_hash(adapter_dir: Path) -> str:
+    """Short sha256 of the adapter weights: identifies the fine-tune inside the GGUF."""
+    h = hashlib.sha256()
+    with open(adapter_dir / "adapter_model.safetensors", "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def check_inputs(base_model: Path, adapter: Path) -> dict[str, Any]:
+    """Fail fast (before importing torch); return the training manifest (may be empty)."""
+    if not (base_model / "config.json").is_file():
+        raise MergeError(f"base model {base_model} has no config.json: set BASE_MODEL to the local model "
+                         "folder the adapter was trained on")
+    missing = [f for f in ADAPTER_FILES if not (adapter / f).is_file()]
+    if missing:
+        raise MergeError(f"adapter folder {adapter} lacks {missing}: run `make train` first")
+    manifest_path = adapter / TRAIN_MANIFEST
+    return json.loads(manifest_path.read_text("utf-8")) if manifest_path.is_file() else {}
+
+
+def merge(base_model: Path, adapter: Path, out: Path, template: str | None = None) -> Path:
+    """Merge and save; return the output folder (written beside it, then renamed into place)."""
+    train_info = check_inputs(base_model, adapter)
+    template = template or train_info.get("template") or "deepseek-r1"
+    tpl = get_template(template)
+    trained_on = train_info.get("base_model")
+    if trained_on and Path(trained_on).name != base_model.resolve().name:
+        log.warning("adapter was trained on %s but is merged into %s", trained_on, base_model)
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16, device_map={"": "cpu"})
+    model = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model folder is shared read-only
+    try:
+        model.save_pretrained(tmp, max_shard_size="1000GB")  # one model.safetensors for the converter
+        for name in TOKENIZER_FILES:
+            if (base_model / name).is_file():
+                shutil.copyfile(base_model / name, tmp / name)
+        _set_chat_template(tmp, tpl.jinja)
+        atomic_write_json(tmp / MANIFEST_NAME, make_manifest(template, base_model.resolve().name,
+                                                             adapter_hash(adapter)))
+        if not (tmp / "model.safetensors").is_file():
+            raise MergeError(f"expected a single model.safetensors in {tmp}, got {sorted(os.listdir(tmp))}")
+        old = out.with_name(f".{out.name}.old")
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("merged %s + %s -> %s (template %s)", base_model, adapter, out, template)
+    return out
+
+
+def _set_chat_template(model_dir: Path, jinja: str) -> None:
+    """Put the SDK's template in both places tools look (chat_template.jinja and tokenizer_config)."""
+    atomic_write_text(model_dir / "chat_template.jinja", jinja)
+    cfg_path = model_dir / "tokenizer_config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text("utf-8"))
+        cfg["chat_template"] = jinja
+        atomic_write_json(cfg_path, cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.merge", description=__doc__.splitlines()[0])
+    parser.add_argument("--base-model", type=Path, required=True, help="the bf16 base the adapter was trained on")
+    parser.add_argument("--adapter", type=Path, required=True, help="models/<run>/adapter")
+    parser.add_argument("--out", type=Path, required=True, help="models/<run>/merged (replaced whole)")
+    parser.add_argument("--template", help="chat template name (default: the one the adapter was trained with)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        print(merge(args.base_model, args.adapter, args.out, args.template))
+    except MergeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # unknown template name (InputError) and the like
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

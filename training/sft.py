@@ -1,0 +1,253 @@
+"""Build the SFT set: teacher labels joined with their conversations, as alpaca records.
+
+    python -m training.sft --data-dir data --template deepseek-r1
+
+Reads `labeling/results/dataset.jsonl` (labels) and `processed/unified_min.jsonl` (conversations),
+joins them by `id` and writes under `datasets/`:
+
+- `sft_student_mental.jsonl`: every record, `{id, split, instruction, input, output}`, where
+  `instruction` is the SDK's `INSTRUCTION`, `input` its transcript of the trimmed conversation and
+  `output` the canonical label JSON (what the decode grammar produces). `split` is `train` or
+  `validation`: a deterministic 95/5 split stratified by `risk_flag`.
+- `sft_student_mental_train.jsonl` / `sft_student_mental_val.jsonl`: the same records per split,
+  for LLaMA-Factory, with `dataset_info.json` describing both (alpaca columns).
+- `sft_stats.json`: counts per split and risk flag, the template, contract version, prompt hash
+  and input hashes, so a trained model can be traced to the exact data it saw.
+
+The prompt text is never assembled here: `psyedge.prompt` builds it, so the SFT text of a sample
+equals what the Screener renders for the same conversation (tests/training/test_sft.py checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psyedge.contract import CONTRACT_VERSION, FIELDS, canonical_json, validate
+from psyedge.errors import InputError, LabelError
+from psyedge.prompt import INSTRUCTION, get_template, prepare, prompt_hash, transcript
+
+from pipeline.io import JsonlError, atomic_write_json, read_jsonl, write_jsonl
+
+log = logging.getLogger(__name__)
+
+LABELS_PATH = Path("labeling/results/dataset.jsonl")
+CONVERSATIONS_PATH = Path("processed/unified_min.jsonl")
+OUT_DIR = Path("datasets")
+SFT_NAME = "sft_student_mental.jsonl"
+SPLIT_FILES = {"train": "sft_student_mental_train.jsonl", "validation": "sft_student_mental_val.jsonl"}
+#: LLaMA-Factory dataset names (dataset_info.json keys) per split.
+LF_DATASETS = {"train": "student_mental", "validation": "student_mental_val"}
+#: Our template name -> LLaMA-Factory's. `deepseekr1` needs `enable_thinking: false` so it puts
+#: the empty think block in the prompt, as our `deepseek-r1` template does.
+LF_TEMPLATES = {"deepseek-r1": "deepseekr1", "chatml": "qwen", "raw": "empty"}
+VAL_FRACTION = 0.05
+SPLIT_SEED = "psyedge-sft-v1"
+
+
+class SftError(ValueError):
+    """A record that cannot become an SFT example (message names its id and the reason)."""
+
+
+@dataclass
+class SftResult:
+    """What `build_sft` wrote and what it refused, for the CLI summary and `sft_stats.json`."""
+
+    records: list[dict[str, Any]]
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+
+
+def load_conversations(path: Path) -> dict[str, Any]:
+    """Map id -> conversation from unified_min.jsonl (a duplicate id is an error: joins must be 1:1)."""
+    conversations: dict[str, Any] = {}
+    for lineno, row in enumerate(read_jsonl(path), 1):
+        rid = row.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise SftError(f"{path}:{lineno}: record has no string 'id'; rebuild it with `make data`")
+        if rid in conversations:
+            raise SftError(f"{path}:{lineno}: duplicate id {rid!r}; rebuild it with `make data`")
+        conversations[rid] = row.get("conversation")
+    return conversations
+
+
+def labels_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The four label fields of a labeling result row, validated against the schema."""
+    missing = [k for k in FIELDS if k not in row]
+    if missing:
+        raise LabelError(f"missing label field(s) {missing}")
+    return validate({k: row[k] for k in FIELDS})
+
+
+def make_record(rid: str, labels_row: Mapping[str, Any], conversation: Any) -> dict[str, Any]:
+    """One alpaca record; raises `SftError` naming the id and why it was refused."""
+    try:
+        labels = labels_of(labels_row)
+    except LabelError as exc:
+        raise SftError(f"id {rid!r}: invalid labels: {exc}") from None
+    try:
+        turns, _ = prepare(conversation)
+    except (InputError, TypeError) as exc:
+        raise SftError(f"id {rid!r}: unusable conversation: {exc}") from None
+    return {"id": rid, "instruction": INSTRUCTION, "input": transcript(turns), "output": canonical_json(labels)}
+
+
+def _order_key(rid: str) -> str:
+    """Position of a record within its stratum: a hash of its id, so adding records never moves
+    an existing record to the other split (and no RNG state is involved)."""
+    return hashlib.sha256(f"{SPLIT_SEED}:{rid}".encode()).hexdigest()
+
+
+def assign_splits(records: list[dict[str, Any]], val_fraction: float = VAL_FRACTION) -> None:
+    """Set `split` on every record: per risk flag, the first round(n * fraction) ids by hash go to
+    validation, at least one when the flag has two or more records, so every risk class a model
+    must not miss is also measured."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    strata: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        strata[risk_of(rec)].append(rec)
+    for group in strata.values():
+        group.sort(key=lambda r: _order_key(r["id"]))
+        n_val = round(len(group) * val_fraction)
+        if val_fraction > 0 and n_val == 0 and len(group) >= 2:
+            n_val = 1
+        for i, rec in enumerate(group):
+            rec["split"] = "validation" if i < n_val else "train"
+
+
+def risk_of(record: Mapping[str, Any]) -> str:
+    """The risk flag of an SFT record (read back from its canonical output)."""
+    return str(json.loads(record["output"])["risk_flag"])
+
+
+def build_records(labels: Iterable[Mapping[str, Any]], conversations: Mapping[str, Any],
+                  labels_path: Path | str = LABELS_PATH) -> SftResult:
+    """Join labels with conversations; collect every refusal instead of stopping at the first."""
+    result = SftResult(records=[])
+    seen: set[str] = set()
+    for lineno, row in enumerate(labels, 1):
+        rid = row.get("id")
+        if not isinstance(rid, str) or not rid:
+            result.refused.append((f"{labels_path}:{lineno}", "no string 'id'"))
+            continue
+        if rid in seen:
+            result.refused.append((rid, f"duplicate id at {labels_path}:{lineno}"))
+            continue
+        seen.add(rid)
+        if rid not in conversations:
+            result.refused.append((rid, "no conversation with this id in unified_min.jsonl"))
+            continue
+        try:
+            result.records.append(make_record(rid, row, conversations[rid]))
+        except SftError as exc:
+            result.refused.append((rid, str(exc).split(": ", 1)[1]))
+    return result
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset_info() -> dict[str, Any]:
+    """LLaMA-Factory's dataset_info.json entries for the two split files (alpaca format)."""
+    columns = {"prompt": "instruction", "query": "input", "response": "output"}
+    return {LF_DATASETS[s]: {"file_name": SPLIT_FILES[s], "formatting": "alpaca", "columns": columns}
+            for s in ("train", "validation")}
+
+
+def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
+              skip_invalid: bool = False) -> dict[str, Any]:
+    """Write the SFT files under `data_dir/datasets`; return the stats that were written.
+
+    Refused records (invalid labels, no conversation, duplicate ids) fail the build, listing
+    each id and reason; with `skip_invalid` they are left out and counted in the stats instead.
+    """
+    get_template(template)  # unknown name -> InputError listing the known ones
+    labels_path, conv_path = data_dir / LABELS_PATH, data_dir / CONVERSATIONS_PATH
+    for path, make_target in ((labels_path, "make label"), (conv_path, "make data")):
+        if not path.is_file():
+            raise SftError(f"{path} not found: run `{make_target} DATA_DIR={data_dir}` first")
+    conversations = load_conversations(conv_path)
+    result = build_records(read_jsonl(labels_path), conversations, labels_path)
+    if result.refused and not skip_invalid:
+        shown = "\n".join(f"  {rid}: {reason}" for rid, reason in result.refused[:20])
+        more = f"\n  ... and {len(result.refused) - 20} more" if len(result.refused) > 20 else ""
+        raise SftError(f"{len(result.refused)} record(s) refused:\n{shown}{more}\n"
+                       "fix the labels (make apply-review) or pass --skip-invalid to leave them out")
+    if not result.records:
+        raise SftError(f"no usable records in {labels_path}")
+    records = sorted(result.records, key=lambda r: r["id"])
+    assign_splits(records, val_fraction)
+
+    out = data_dir / OUT_DIR
+    ordered = [{k: r[k] for k in ("id", "split", "instruction", "input", "output")} for r in records]
+    write_jsonl(out / SFT_NAME, ordered)
+    for split, name in SPLIT_FILES.items():
+        write_jsonl(out / name, (r for r in ordered if r["split"] == split))
+    atomic_write_json(out / "dataset_info.json", dataset_info())
+
+    counts: dict[str, Counter[str]] = {s: Counter() for s in SPLIT_FILES}
+    for r in records:
+        counts[r["split"]][risk_of(r)] += 1
+    stats = {
+        "records": len(records),
+        "splits": {s: {"total": sum(c.values()), "risk_flag": dict(sorted(c.items()))} for s, c in counts.items()},
+        "refused": len(result.refused),
+        "refused_ids": [{"id": rid, "reason": reason} for rid, reason in result.refused],
+        "template": template,
+        "llamafactory_template": LF_TEMPLATES[template],
+        "val_fraction": val_fraction,
+        "contract_version": CONTRACT_VERSION,
+        "prompt_hash": prompt_hash(),
+        "inputs": {str(LABELS_PATH): _sha256(labels_path), str(CONVERSATIONS_PATH): _sha256(conv_path)},
+    }
+    atomic_write_json(out / "sft_stats.json", stats)
+    return stats
+
+
+def iter_split(data_dir: Path, split: str) -> Iterator[dict[str, Any]]:
+    """Records of one split from the SFT file (what training reads)."""
+    path = data_dir / OUT_DIR / SFT_NAME
+    if not path.is_file():
+        raise SftError(f"{path} not found: run `make sft DATA_DIR={data_dir}` first")
+    for rec in read_jsonl(path):
+        if rec.get("split") == split:
+            yield rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.sft", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="the pipeline's data folder")
+    parser.add_argument("--template", default="deepseek-r1", help="chat template the set is trained with")
+    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                        help=f"validation share per risk flag (default {VAL_FRACTION})")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="leave refused records out (listed in sft_stats.json) instead of failing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        stats = build_sft(args.data_dir, args.template, args.val_fraction, args.skip_invalid)
+    except (SftError, JsonlError, InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    splits = stats["splits"]
+    print(f"SFT set: {stats['records']} records (train {splits['train']['total']}, "
+          f"validation {splits['validation']['total']}; refused {stats['refused']}) -> "
+          f"{args.data_dir / OUT_DIR / SFT_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
