@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import JsonlError, read_jsonl
 from psyedge.contract import FIELDS, Labels, allowed_values, validate
 from psyedge.errors import LabelError, PsyedgeError
-
-from pipeline.io import JsonlError, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -454,6 +453,7 @@ def plain_outputs(items: Sequence[EvalItem], model: Path, template: str, threads
     `Llama(...)` load took (the plain side of the model-load comparison).
     """
     from llama_cpp import Llama, LlamaGrammar
+
     from psyedge.contract import LABEL_SCHEMA
     from psyedge.prompt import get_template, render
 

@@ -80,6 +80,7 @@ def worker(model: Path, conversations: Path, n: int, template: str | None, threa
     if not convs:
         raise MemoryBenchError(f"{conversations} has no conversations to assess")
     import llama_cpp  # noqa: F401
+
     import psyedge  # noqa: F401  (the import itself is part of the baseline)
 
     stages = {"import": _snapshot()}

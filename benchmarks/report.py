@@ -36,13 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psyedge.errors import ModelError, PsyedgeError
-from psyedge.gguf_info import read_info
-
 from benchmarks import accuracy as acc
 from benchmarks import machine as mach
 from benchmarks.memory import MemoryBenchError, measure, open_screener
 from pipeline.io import atomic_write_json, atomic_write_text
+from psyedge.errors import ModelError, PsyedgeError
+from psyedge.gguf_info import read_info
 
 log = logging.getLogger(__name__)
 

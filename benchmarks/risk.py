@@ -27,8 +27,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from psyedge.lexicon import LexiconError, load_lexicon
-
 from benchmarks.risk_metrics import (
     AMBIGUOUS,
     RiskDataError,
@@ -39,6 +37,7 @@ from benchmarks.risk_metrics import (
     recall_at_precision,
     score,
 )
+from psyedge.lexicon import LexiconError, load_lexicon
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,9 @@ def rules_predictor() -> tuple[Callable[[str], str] | None, str]:
 def model_predictions(model: Path, template: str | None, rows: Sequence[RiskRow]) -> dict[str, list[Any]]:
     """Screen every text once with the safety net on; the Assessment also keeps the model's own
     flag, so "model" and "model+lexicon" come from the same forward passes."""
-    from psyedge.screener import Screener
     from tqdm import tqdm
+
+    from psyedge.screener import Screener
 
     off: list[str] = []
     on: list[str] = []

@@ -8,10 +8,11 @@ is. The schema file itself is package data (`data/labels.schema.json`); this mod
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 
@@ -87,12 +88,12 @@ class Labels:
         validate(self.to_dict())
 
     @classmethod
-    def from_dict(cls, obj: Any) -> "Labels":
+    def from_dict(cls, obj: Any) -> Labels:
         validate(obj)
         return cls(**{k: obj[k] for k in FIELDS})
 
     @classmethod
-    def from_json(cls, text: str) -> "Labels":
+    def from_json(cls, text: str) -> Labels:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -19,8 +19,9 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from psyedge.contract import CONTRACT_VERSION
 from psyedge.errors import InputError

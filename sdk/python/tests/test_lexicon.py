@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from psyedge.contract import RISK_SEVERITY, most_severe
 from psyedge.lexicon import (
     Hit,

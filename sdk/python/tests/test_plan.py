@@ -15,13 +15,13 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def _all_outputs() -> set[str]:
     values = [allowed_values(f) for f in FIELDS]
-    return {canonical_json(dict(zip(FIELDS, combo))) for combo in itertools.product(*values)}
+    return {canonical_json(dict(zip(FIELDS, combo, strict=True))) for combo in itertools.product(*values)}
 
 
 def test_plan_fills_to_every_canonical_output_and_nothing_else() -> None:
     holes = [s for s in PLAN if s.forced is None]
     assert [s.field for s in holes] == list(FIELDS)
-    filled = {fill(dict(zip(FIELDS, combo))) for combo in itertools.product(*(s.values for s in holes))}
+    filled = {fill(dict(zip(FIELDS, combo, strict=True))) for combo in itertools.product(*(s.values for s in holes))}
     assert filled == _all_outputs()
 
 

@@ -1,0 +1,294 @@
+"""psyedge `assess` against llama-cpp-python's grammar path, same GGUF, same prompt tokens.
+
+    pytest benchmarks/bench_sdk.py --benchmark-only                 # tiny + Gemma-3-270M (if installed)
+    PSYEDGE_BENCH_FULL=1 pytest benchmarks/bench_sdk.py -k twin      # + the 1.5B shape twin (minutes)
+
+Cases, per model (each a pytest-benchmark entry with extra_info path=psyedge|plain and case=...):
+* `e2e`: a new conversation with the instruction prefix already cached (both paths: llama-cpp-
+  python reuses the longest cached token prefix on its own). Plain = `create_completion` greedy
+  under `LlamaGrammar.from_json_schema(schema)` (what a user would write; it drops the integer
+  bounds, so its answers can be schema-invalid) and under the exact GBNF (`psyedge grammar`).
+* `prefill`: one `llama_decode` of the same new tokens alone: the floor any path pays.
+* `session`: re-assessment after one more user turn, against that turn's prefill alone and
+  against call 1 alone (the turn + template suffix + first forced text).
+Derived ratios go to reports/bench/sdk.json (benchmarks/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from itertools import cycle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plain_path import checked_grammar, complete, load_llama, prompt_tokens
+
+from benchmarks.conftest import RESULTS, bench_threads
+from psyedge import Screener
+from psyedge.contract import LABEL_SCHEMA, validate
+from psyedge.errors import LabelError
+from psyedge.plan import gbnf
+
+SENTENCES = ["老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。", "同学关系也不好，感觉自己很孤独。",
+             "上课注意力不集中，心里很烦。", "室友吵架，宿舍里我待不下去。", "作业太多，论文写不完。",
+             "最近心慌，很紧张，很害怕。", "高考没考好，研究生也没考上。", "听起来你很难受，能说说发生了什么吗？"]
+
+
+def conversations(s: Screener, new_tokens: int, n: int) -> list[list[dict[str, str]]]:
+    """`n` distinct conversations whose new tokens (after the cached prefix) are about `new_tokens`.
+
+    Turns grow by whole sentences; each turn takes up to a sixth of the target, so the trim policy
+    (12 turns, 2,000 characters) never cuts the conversation before it is long enough.
+    """
+    out = []
+    n_prefix = len(s.token_plan.prefix)
+    for k in range(n):
+        turns: list[dict[str, str]] = []
+        i = k
+        while len(prompt_tokens(s, turns)) - n_prefix < new_tokens if turns else True:
+            role = "user" if len(turns) % 2 == 0 else "assistant"
+            text = f"（{k}）"
+            turns.append({"role": role, "text": text})
+            while len(prompt_tokens(s, turns)) - n_prefix < new_tokens and \
+                    len(s._line_tokens(s._prepare(turns)[1][-1])) < max(12, new_tokens // 6):
+                text += SENTENCES[i % len(SENTENCES)]
+                i += 1
+                turns[-1] = {"role": role, "text": text}
+            if len(turns) > 12:
+                raise ValueError(f"cannot build a {new_tokens}-token conversation within the trim policy")
+        if turns[-1]["role"] != "user":
+            turns.append({"role": "user", "text": "嗯。"})
+        out.append(turns)
+    return out
+
+
+def _median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+class Case:
+    """One model's measurements: a Screener, a llama-cpp-python Llama, conversations, results."""
+
+    def __init__(self, name: str, path: Path, template: str | None, new_tokens: int, rounds: int) -> None:
+        self.name, self.rounds = name, rounds
+        self.s = Screener(path, template=template, n_threads=bench_threads(), lexicon=False)
+        self.convs = conversations(self.s, new_tokens, rounds + 1)
+        self.llm = load_llama(str(path), self.s.engine.n_ctx, bench_threads())
+        self.rec: dict[str, Any] = RESULTS["cases"].setdefault(name, {
+            "model": str(path), "template": self.s.template.name, "threads": bench_threads(),
+            "flash_attn": True, "prefix_tokens": len(self.s.token_plan.prefix),
+            "prefix_state_bytes": len(self.s._prefix_state), "n_vocab": self.s.engine.n_vocab})
+
+    def info(self, path: str, case: str, conv: list[dict[str, str]]) -> dict[str, Any]:
+        toks = prompt_tokens(self.s, conv)
+        return {"path": path, "case": f"{self.name} {case}", "prompt_tokens": len(toks),
+                "new_tokens": len(toks) - len(self.s.token_plan.prefix), "n_threads": bench_threads()}
+
+    def close(self) -> None:
+        self.llm.close()
+        self.s.close()
+
+
+def _run(benchmark: Any, fn: Callable[[Any], Any], items: list[Any], rounds: int) -> list[float]:
+    """benchmark.pedantic over `items` in turn (one warm-up round); returns each round's seconds."""
+    it = cycle(items)
+    times: list[float] = []
+
+    def timed(x: Any) -> Any:
+        t0 = time.perf_counter()
+        r = fn(x)
+        times.append(time.perf_counter() - t0)
+        return r
+
+    benchmark.pedantic(timed, setup=lambda: ((next(it),), {}), rounds=rounds, iterations=1, warmup_rounds=1)
+    return times[1:]
+
+
+def e2e(benchmark: Any, case: Case, path: str) -> None:
+    """End to end on a new conversation: psyedge assess, or llama-cpp-python + a grammar."""
+    s, rec = case.s, case.rec
+    if path == "psyedge":
+        calls: list[float] = []
+
+        def fn(conv: Any) -> Any:
+            a = s.assess(conv)
+            calls.append(a.timings["decode_calls"])
+            return a
+
+        times = _run(benchmark, fn, case.convs, case.rounds)
+        a = s.assess(case.convs[0])
+        rec["psyedge_assess_ms"] = _median_ms(times)
+        rec["psyedge_decode_calls"] = max(calls)
+        rec["psyedge_labels"] = a.labels.to_dict()
+        benchmark.extra_info.update(case.info("psyedge", "e2e", case.convs[0]), decode_calls=max(calls))
+        return
+    kind = path.split(":")[1]
+    if kind == "gbnf":
+        grammar = checked_grammar(case.llm, gbnf())
+    else:  # what LlamaGrammar.from_json_schema(schema) builds, checked for a NULL sampler first
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        grammar = checked_grammar(case.llm, json_schema_to_gbnf(json.dumps(LABEL_SCHEMA)))
+    outputs: list[str] = []
+
+    def plain(conv: Any) -> Any:
+        text, _ = complete(case.llm, prompt_tokens(s, conv), grammar, max_tokens=160)
+        outputs.append(text)
+        return text
+
+    times = _run(benchmark, plain, case.convs, case.rounds)
+    valid = 0
+    for text in outputs:
+        try:
+            validate(json.loads(text))
+            valid += 1
+        except (json.JSONDecodeError, LabelError):
+            pass
+    rec[f"plain_{kind}_ms"] = _median_ms(times)
+    rec[f"plain_{kind}_example_output"] = outputs[-1]
+    rec[f"plain_{kind}_schema_valid_rate"] = valid / len(outputs)
+    benchmark.extra_info.update(case.info("plain", "e2e", case.convs[0]), grammar=kind)
+    benchmark.extra_info["case"] += f" vs {kind}"
+
+
+def prefill(benchmark: Any, case: Case) -> None:
+    """The same new tokens as `e2e` in one decode call on top of the cached prefix, nothing else."""
+    s = case.s
+    n_prefix = len(s.token_plan.prefix)
+
+    def fn(conv: Any) -> None:
+        full = prompt_tokens(s, conv) + list(s.token_plan.forced[0])
+        s.engine.seq_rm(0, n_prefix, -1)
+        s.engine.decode_seq(full[n_prefix:], n_prefix)
+        s._cached = full
+
+    times = _run(benchmark, fn, case.convs, case.rounds)
+    case.rec["prefill_only_ms"] = _median_ms(times)
+    case.rec["new_tokens"] = len(prompt_tokens(s, case.convs[0])) + len(s.token_plan.forced[0]) - n_prefix
+    benchmark.extra_info.update(case.info("psyedge", "prefill only", case.convs[0]), what="prefill only")
+
+
+def session(benchmark: Any, case: Case, what: str) -> None:
+    """Re-assess a session after one more user turn, or decode that turn's tokens alone."""
+    s = case.s
+    base = case.convs[0][:4] if len(case.convs[0]) >= 4 else case.convs[0]
+    extra = [f"我还是很担心期末考试，第{k}次了。晚上一直睡不着，白天上课也没精神，不知道该怎么办。"
+             for k in range(case.rounds + 1)]
+    state: dict[str, Any] = {}
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        sess = s.session()
+        for t in base:
+            sess.add(t["role"], t["text"])
+        sess.assess()  # the cache now holds the base conversation and its answer
+        state["k"] = state.get("k", -1) + 1
+        return (sess, extra[state["k"] % len(extra)]), {}
+
+    times: list[float] = []
+
+    def reassess(sess: Any, text: str) -> None:
+        t0 = time.perf_counter()
+        sess.add("user", text)
+        sess.assess()
+        times.append(time.perf_counter() - t0)
+
+    def turn_only(sess: Any, text: str) -> None:
+        from psyedge.prompt import Turn
+
+        line = s._line_tokens(Turn("user", text))
+        if what == "newprefill":  # the turn + template suffix + first forced text: call 1 alone
+            line = line + s.token_plan.suffix + s.token_plan.forced[0]
+        _, _, lines, _ = s._prepare(sess.turns)
+        start = len(s.token_plan.prefix) + sum(map(len, lines))
+        t0 = time.perf_counter()
+        s.engine.seq_rm(0, start, -1)
+        s.engine.decode_seq(list(line), start)
+        times.append(time.perf_counter() - t0)
+        s._cached = s._cached[:start] + list(line)
+
+    benchmark.pedantic(reassess if what == "reassess" else turn_only, setup=setup, rounds=case.rounds,
+                       iterations=1, warmup_rounds=1)
+    key = {"reassess": "session_reassess_ms", "turn": "turn_prefill_only_ms",
+           "newprefill": "turn_suffix_forced_prefill_ms"}[what]
+    case.rec[key] = _median_ms(times[1:])
+    from psyedge.prompt import Turn
+
+    case.rec["session_turn_tokens"] = len(s._line_tokens(Turn("user", extra[0])))
+    benchmark.extra_info.update({"path": "psyedge", "case": f"{case.name} session +1 turn ({what})",
+                                 "n_threads": bench_threads(), "what": what})
+
+
+def summarise(rec: dict[str, Any]) -> None:
+    """Ratios against the issue's goals (computed when their inputs exist)."""
+    if "psyedge_assess_ms" in rec and "prefill_only_ms" in rec:
+        rec["total_over_prefill"] = rec["psyedge_assess_ms"] / rec["prefill_only_ms"]
+    for kind in ("json_schema", "gbnf"):
+        if f"plain_{kind}_ms" in rec and "psyedge_assess_ms" in rec:
+            rec[f"speedup_vs_{kind}"] = rec[f"plain_{kind}_ms"] / rec["psyedge_assess_ms"]
+    if "session_reassess_ms" in rec and "turn_prefill_only_ms" in rec:
+        rec["session_over_turn_prefill"] = rec["session_reassess_ms"] / rec["turn_prefill_only_ms"]
+    if "session_reassess_ms" in rec and "turn_suffix_forced_prefill_ms" in rec:
+        rec["session_over_call1_prefill"] = rec["session_reassess_ms"] / rec["turn_suffix_forced_prefill_ms"]
+
+
+PATHS = ["psyedge", "plain:json_schema", "plain:gbnf"]
+MEASURES = [*PATHS, "prefill", "session:reassess", "session:turn", "session:newprefill"]
+
+
+def _measure(benchmark: Any, case: Case, what: str) -> None:
+    if what in PATHS:
+        e2e(benchmark, case, what)
+    elif what == "prefill":
+        prefill(benchmark, case)
+    else:
+        session(benchmark, case, what.split(":")[1])
+    summarise(case.rec)
+
+
+_CASES: dict[str, Case] = {}
+
+
+def _case(name: str, path: Path, template: str | None, new_tokens: int, rounds: int) -> Case:
+    if name not in _CASES:
+        _CASES[name] = Case(name, path, template, new_tokens, rounds)
+    return _CASES[name]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_cases() -> Any:
+    yield
+    for c in _CASES.values():
+        c.close()
+    _CASES.clear()
+
+
+@pytest.mark.parametrize("what", MEASURES)
+def test_tiny(benchmark: Any, tiny_gguf: Path, what: str) -> None:
+    _measure(benchmark, _case("tiny", tiny_gguf, None, 85, 10), what)
+
+
+@pytest.mark.parametrize("what", MEASURES)
+def test_model(benchmark: Any, env_gguf: Path, what: str) -> None:
+    import os
+
+    _measure(benchmark, _case("model", env_gguf, os.environ.get("PSYEDGE_BENCH_TEMPLATE"), 85, 5), what)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", MEASURES)
+def test_gemma_270m(benchmark: Any, gemma_gguf: Path, what: str) -> None:
+    rounds = 3 if what == "plain:json_schema" else 7
+    case = _case("gemma-3-270m-Q4_K_M", gemma_gguf, "raw", 85, 7)
+    case.rounds = rounds
+    _measure(benchmark, case, what)
+    case.rounds = 7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["psyedge", "plain:gbnf", "prefill"])
+def test_twin_1_5b(benchmark: Any, twin_gguf: Path, what: str) -> None:
+    _measure(benchmark, _case("deepseek-1.5b-shape-twin-Q4_K_M", twin_gguf, None, 500, 1), what)

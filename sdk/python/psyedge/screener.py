@@ -1,0 +1,351 @@
+"""`Screener`: screen a conversation into the four labels with a GGUF model, on-device.
+
+Decoding jumps forward along the decode plan (DECODING.md): the fixed JSON text is fed as token
+batches and the model is asked only at the four value positions, choosing among the allowed
+values; the per-value probabilities come from the same logits. The instruction prefix is decoded
+once per Screener and kept in the KV cache; a session re-decodes only its new turns. A risk
+lexicon raises `risk_flag` on explicit expressions. Nothing here opens a socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psyedge.contract import CONTRACT_VERSION, Labels, allowed_values, most_severe
+from psyedge.decode import Engine, EngineConfig, choose, shared_first
+from psyedge.errors import InputError, ModelError
+from psyedge.metadata import KEYS
+from psyedge.plan import PLAN
+from psyedge.prompt import (
+    INSTRUCTION,
+    ChatTemplate,
+    Turn,
+    check_conversation,
+    get_template,
+    prompt_hash,
+    transcript,
+    transcript_line,
+    trim,
+)
+
+log = logging.getLogger(__name__)
+
+#: Slack kept free at the end of the context beyond the answer's own tokens.
+ANSWER_SLACK = 8
+#: What `risk_source` says: the model's flag stands, or the lexicon raised it.
+RISK_SOURCES = ("model", "lexicon")
+
+
+@dataclass(frozen=True)
+class TokenPlan:
+    """The decode plan in this model's tokens: what the Android bridge computes the same way."""
+
+    prefix: tuple[int, ...]  # BOS + template.prefix + INSTRUCTION (cached once)
+    suffix: tuple[int, ...]  # template.suffix
+    forced: tuple[tuple[int, ...], ...]  # F0..F4, the plan's forced steps in order
+    values: tuple[tuple[tuple[int, ...], ...], ...]  # per field, per allowed value: its tokens
+
+
+@dataclass
+class Assessment:
+    """One screening result. `probabilities[field][value_text]` sums to 1 per field."""
+
+    labels: Labels
+    probabilities: dict[str, dict[str, float]]
+    risk_source: str
+    timings: dict[str, float]
+    trimmed: bool = False
+    model_risk_flag: str = "none"
+    lexicon_hits: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: `{"labels", "probabilities", "risk_source", "timings", "trimmed"}`."""
+        return {
+            "labels": self.labels.to_dict(),
+            "probabilities": {f: dict(p) for f, p in self.probabilities.items()},
+            "risk_source": self.risk_source,
+            "timings": dict(self.timings),
+            "trimmed": self.trimmed,
+        }
+
+
+class Screener:
+    """A GGUF model ready to screen conversations.
+
+    `template` names the chat template (`deepseek-r1`, `chatml`, `raw`); without it the GGUF's
+    `psyedge.template` key decides. `lexicon=False` turns the risk safety net off. `n_threads=0`
+    uses up to 4 cores. `flash_attn` is on by default (llama-cpp-python's `Llama` defaults off).
+    """
+
+    def __init__(self, model_path: str | Path, template: str | None = None, *, lexicon: bool = True,
+                 n_ctx: int = 4096, n_threads: int = 0, flash_attn: bool = True, verbose: bool = False) -> None:
+        if template is not None and not isinstance(template, str):
+            raise TypeError(f"template must be a template name (str), got {type(template).__name__}")
+        if template is not None:
+            get_template(template)  # unknown name -> InputError before loading anything
+        n_seq = 1 + max(len(s.values) for s in PLAN if s.forced is None)
+        self.engine = Engine(model_path, EngineConfig(n_ctx=n_ctx, n_threads=n_threads,
+                                                      flash_attn=flash_attn, n_seq_max=n_seq), verbose)
+        try:
+            self.metadata = {f: self.engine.meta(k) for k, f in KEYS.items()}
+            self.template: ChatTemplate = self._resolve_template(template)
+            self.lexicon = lexicon
+            self.token_plan = self._build_token_plan()
+            self._line_cache: dict[str, tuple[int, ...]] = {}
+            self._cached: list[int] = []
+            t0 = time.perf_counter()
+            self.engine.decode_seq(self.token_plan.prefix, 0, logits="none")
+            self._prefix_state = self.engine.state_get(0)
+            self._cached = list(self.token_plan.prefix)
+            self.prefix_ms = (time.perf_counter() - t0) * 1000
+        except Exception:
+            self.engine.close()
+            raise
+        log.info("loaded %s (template %s, prefix %d tokens in %.0f ms, state %d KiB)", self.engine.path.name,
+                 self.template.name, len(self.token_plan.prefix), self.prefix_ms, len(self._prefix_state) // 1024)
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _resolve_template(self, template: str | None) -> ChatTemplate:
+        meta = self.metadata
+        path = self.engine.path
+        version = meta.get("contract_version")
+        if version and version != CONTRACT_VERSION:
+            raise ModelError(f"{path} was built for psyedge contract {version}, this SDK speaks "
+                             f"{CONTRACT_VERSION}: use a matching psyedge version or re-export the model")
+        if meta.get("prompt_hash") and meta["prompt_hash"] != prompt_hash():
+            log.warning("%s was trained on prompt %s, this SDK renders prompt %s: labels may drift",
+                        path.name, meta["prompt_hash"], prompt_hash())
+        name = template or meta.get("template")
+        if not name:
+            raise ModelError(f"{path} has no psyedge.template metadata: name the chat template, e.g. "
+                             "Screener(path, template='raw') (one of deepseek-r1, chatml, raw)")
+        if template and meta.get("template") and template != meta["template"]:
+            log.warning("template %r overrides the model's psyedge.template %r", template, meta["template"])
+        try:
+            return get_template(name)
+        except InputError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+
+    def _tok_exact(self, text: str) -> tuple[int, ...]:
+        toks = tuple(self.engine.tokenize(text, special=False))
+        back = b"".join(self.engine.piece(t) for t in toks)
+        if back != text.encode("utf-8"):
+            raise ModelError(f"{self.engine.path}: the tokenizer does not round-trip {text!r} (gives {back!r}); "
+                             "jump-forward decoding needs exact forced text (a space-prefix SPM vocabulary?)")
+        return toks
+
+    def _build_token_plan(self) -> TokenPlan:
+        eng = self.engine
+        prefix = ([eng.bos] if eng.add_bos else []) + eng.tokenize(self.template.prefix + INSTRUCTION, special=True)
+        forced, values = [], []
+        for step in PLAN:
+            if step.forced is not None:
+                forced.append(self._tok_exact(step.forced) if step.forced else ())
+            else:
+                cands = tuple(self._tok_exact(v) for v in step.values)
+                for i, a in enumerate(cands):
+                    for j, b in enumerate(cands):
+                        if i != j and b[: len(a)] == a:
+                            raise ModelError(f"{eng.path}: value {step.values[i]!r} tokenizes as a prefix of "
+                                             f"{step.values[j]!r}; jump-forward cannot tell them apart")
+                values.append(cands)
+        return TokenPlan(tuple(prefix), tuple(eng.tokenize(self.template.suffix, special=True)),
+                         tuple(forced), tuple(values))
+
+    # ---- prompt ------------------------------------------------------------------------------
+    def _line_tokens(self, turn: Turn) -> tuple[int, ...]:
+        line = transcript_line(turn)
+        toks = self._line_cache.get(line)
+        if toks is None:
+            toks = tuple(self.engine.tokenize(line, special=False))  # user text never makes control tokens
+            if len(self._line_cache) > 512:
+                self._line_cache.clear()
+            self._line_cache[line] = toks
+        return toks
+
+    def _fit(self, turns: list[Turn]) -> tuple[list[Turn], list[tuple[int, ...]], bool]:
+        """Drop the oldest turns (then the oldest characters) until the prompt fits the context."""
+        plan = self.token_plan
+        answer = sum(map(len, plan.forced)) + sum(max(map(len, v)) for v in plan.values) + ANSWER_SLACK
+        budget = self.engine.n_ctx - len(plan.prefix) - len(plan.suffix) - answer
+        lines = [self._line_tokens(t) for t in turns]
+        cut = False
+        while len(turns) > 1 and sum(map(len, lines)) > budget:
+            turns, lines, cut = turns[1:], lines[1:], True
+        while sum(map(len, lines)) > budget:  # one turn left, still too long: keep its tail
+            text = turns[0].text
+            turns = [Turn(turns[0].role, text[len(text) // 4 or 1:])]
+            lines, cut = [self._line_tokens(turns[0])], True
+            if not turns[0].text:
+                raise InputError(f"the context of {self.engine.n_ctx} tokens is too small for the instruction")
+        return turns, lines, cut
+
+    def _prepare(self, conversation: Any) -> tuple[list[Turn], list[Turn], list[tuple[int, ...]], bool]:
+        turns = check_conversation(conversation)
+        kept, trimmed = trim(turns)
+        kept, lines, cut = self._fit(kept)
+        return turns, kept, lines, trimmed or cut
+
+    def render(self, conversation: Any) -> str:
+        """The exact prompt text the model sees for `conversation` (BOS aside)."""
+        _, kept, _, _ = self._prepare(conversation)
+        return self.template.prefix + INSTRUCTION + transcript(kept) + self.template.suffix
+
+    # ---- assessment --------------------------------------------------------------------------
+    def _reuse(self, full: list[int]) -> int:
+        """Cut sequence 0 to the longest prefix it shares with `full`; return where decoding starts."""
+        cached = self._cached
+        n = min(len(cached), len(full) - 1)  # at least one token is decoded, to get its logits
+        k = 0
+        while k < n and cached[k] == full[k]:
+            k += 1
+        if k < len(self.token_plan.prefix) or not self.engine.seq_rm(0, k, -1):
+            self.engine.clear()
+            self.engine.state_set(self._prefix_state, 0)
+            k = len(self.token_plan.prefix)
+        self._cached = full[:k]
+        return k
+
+    def _score(self, cands: Sequence[Sequence[int]], logits: Any, pos: int) -> tuple[int, list[float], bool]:
+        """Choose among `cands` at `pos`; one extra decode call when first tokens are shared."""
+        shared = shared_first(cands)
+        deeper: dict[int, list[Any]] = {}
+        if shared:
+            rows = []
+            for s, i in enumerate(shared, start=1):
+                self.engine.seq_cp(0, s)
+                rows += [(t, pos + d, s, True) for d, t in enumerate(cands[i][:-1])]
+            out = self.engine.decode(rows)
+            at = 0
+            for i in shared:
+                n = len(cands[i]) - 1
+                deeper[i] = out[at: at + n]
+                at += n
+            for s in range(1, len(shared) + 1):
+                self.engine.seq_rm(s, -1, -1)
+
+        def logits_at(i: int, d: int) -> Any:
+            return logits if d == 0 else deeper[i][d - 1]
+
+        best, probs = choose(cands, logits_at)
+        return best, probs, bool(shared)
+
+    def _decode(self, full: list[int]) -> tuple[int, dict[str, Any], dict[str, dict[str, float]], float]:
+        """Calls 1..4 of DECODING.md 4: the prompt tail, then each chosen value + the next forced text."""
+        plan = self.token_plan
+        k = self._reuse(full)
+        (logits,) = self.engine.decode_seq(full[k:], k)
+        self._cached = full[:]
+        t_prefill = time.perf_counter()
+        pos = len(full)
+        values: dict[str, Any] = {}
+        probabilities: dict[str, dict[str, float]] = {}
+        holes = [s for s in PLAN if s.forced is None]
+        for fi, step in enumerate(holes):
+            cands = plan.values[fi]
+            best, probs, _ = self._score(cands, logits, pos)
+            field_name = step.field or ""
+            values[field_name] = allowed_values(field_name)[best]  # plan values follow the schema's enum order
+            probabilities[field_name] = dict(zip(step.values, probs, strict=True))
+            if fi == len(holes) - 1:
+                break  # the closing forced text needs no decoding
+            seg = list(cands[best]) + list(plan.forced[fi + 1])
+            (logits,) = self.engine.decode_seq(seg, pos)
+            self._cached += seg
+            pos += len(seg)
+        return k, values, probabilities, t_prefill
+
+    def assess(self, conversation: Any) -> Assessment:
+        """Screen one conversation: a list of `{"role": "user"|"assistant", "text": str}`."""
+        t0 = time.perf_counter()
+        calls0 = self.engine.decode_calls
+        turns, kept, lines, trimmed = self._prepare(conversation)
+        plan = self.token_plan
+        full = list(plan.prefix)
+        for line in lines:
+            full.extend(line)
+        full += plan.suffix
+        full += plan.forced[0]
+        t_tok = time.perf_counter()
+        try:
+            k, values, probabilities, t_prefill = self._decode(full)
+        except BaseException:
+            self._cached = []  # the cache may be half-written: rebuild from the prefix next time
+            raise
+        t_decode = time.perf_counter()
+
+        model_flag = str(values["risk_flag"])
+        risk_source, hits = "model", []
+        if self.lexicon:
+            lex_flag, hits = self._lexicon([t for t in turns if t.role == "user"])
+            if most_severe([model_flag, lex_flag]) != model_flag:
+                values["risk_flag"] = lex_flag
+                risk_source = "lexicon"
+        t_end = time.perf_counter()
+        timings = {
+            "tokenize_ms": (t_tok - t0) * 1000,
+            "prefill_ms": (t_prefill - t_tok) * 1000,
+            "decode_ms": (t_decode - t_prefill) * 1000,
+            "lexicon_ms": (t_end - t_decode) * 1000,
+            "total_ms": (t_end - t0) * 1000,
+            "decode_calls": self.engine.decode_calls - calls0,
+            "prompt_tokens": len(full),
+            "cached_tokens": k,
+            "new_tokens": len(full) - k,
+        }
+        return Assessment(Labels.from_dict(values), probabilities, risk_source, timings, trimmed,
+                          model_flag, hits)
+
+    @staticmethod
+    def _lexicon(user_turns: list[Turn]) -> tuple[str, list[dict[str, Any]]]:
+        try:
+            from psyedge.lexicon import lexicon_risk, scan
+        except ImportError as exc:
+            raise ModelError(f"the risk lexicon is unavailable ({exc}); reinstall psyedge, or pass "
+                             "lexicon=False to screen with the model alone") from None
+        text = "\n".join(t.text for t in user_turns)
+        hits = [{"risk_flag": h.risk_flag, "entry": h.entry, "span": list(h.span)} for h in scan(text)]
+        return lexicon_risk(text), hits
+
+    def session(self) -> Session:
+        """A conversation that grows turn by turn; `assess()` re-decodes only the new turns."""
+        return Session(self)
+
+    # ---- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> Screener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Session:
+    """An incremental conversation on a Screener (`add` turns, `assess` any time)."""
+
+    def __init__(self, screener: Screener) -> None:
+        self.screener = screener
+        self.turns: list[dict[str, str]] = []
+
+    def add(self, role: str, text: str) -> None:
+        """Append one turn; checked now (role, non-empty string) so errors point at this call."""
+        turn = {"role": role, "text": text}
+        if role not in ("user", "assistant"):
+            raise InputError(f"role must be 'user' or 'assistant', got {role!r}")
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InputError("text is empty")
+        self.turns.append(turn)
+
+    def assess(self) -> Assessment:
+        if not self.turns:
+            raise InputError("the session has no turns yet: add() a user turn first")
+        return self.screener.assess(self.turns)
