@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psyedge.errors import InputError
-from psyedge.prompt import get_template
-
 from convert.errors import ConvertError
 from convert.safetensors_io import TensorRef, index_tensors
 from convert.tensor_map import ARCHITECTURES, ArchSpec
+from psyedge.errors import InputError
+from psyedge.prompt import get_template
 
 log = logging.getLogger(__name__)
 

@@ -154,9 +154,8 @@ def calibration_text(path: Path, template: str = "deepseek-r1", limit: int = 200
     A row is either `{"conversation": [{role, text}, ...]}` (rendered with `template`) or an
     alpaca SFT row `{"instruction", "input"}` (wrapped in the template like training does). When
     rows carry a `split` field only the validation rows are used."""
-    from psyedge.prompt import render, render_training_text
-
     from pipeline.io import JsonlError, read_jsonl
+    from psyedge.prompt import render, render_training_text
 
     texts: list[str] = []
     try:

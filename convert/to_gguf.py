@@ -23,14 +23,14 @@ from pathlib import Path
 import gguf
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType, LlamaFileType, RopeScalingType
-from psyedge.metadata import manifest_to_gguf
-from psyedge.prompt import get_template
 
 from convert.errors import ConvertError
 from convert.hf_model import HFModel, open_model
 from convert.safetensors_io import TensorRef, load_f32, load_raw
 from convert.tensor_map import OUTTYPES, NameMapper, llama3_rope_factors, permute_qk, stored_type
 from convert.vocab import add_vocab
+from psyedge.metadata import manifest_to_gguf
+from psyedge.prompt import get_template
 
 log = logging.getLogger(__name__)
 

@@ -36,13 +36,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from psyedge.prompt import normalise_text
 from tqdm import tqdm
 
 from pipeline import pii, student
 from pipeline.io import atomic_open, atomic_write_json, dumps_line
 from pipeline.parsers import SOURCES, Drop, Record, count_inputs, iter_source
 from pipeline.parsers.base import is_filler
+from psyedge.prompt import normalise_text
 
 log = logging.getLogger(__name__)
 

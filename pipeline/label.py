@@ -36,10 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psyedge.contract import CONTRACT_VERSION, canonical_json
-from psyedge.errors import InputError
-from psyedge.prompt import instruction_and_transcript, prompt_hash
-
 from pipeline.cost import CostReport, estimate_tokens
 from pipeline.io import atomic_write_json, write_jsonl
 from pipeline.providers.base import (
@@ -65,6 +61,9 @@ from pipeline.providers.journal import (
     prompt_sha,
 )
 from pipeline.ratelimit import RateLimiter
+from psyedge.contract import CONTRACT_VERSION, canonical_json
+from psyedge.errors import InputError
+from psyedge.prompt import instruction_and_transcript, prompt_hash
 
 log = logging.getLogger(__name__)
 

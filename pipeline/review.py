@@ -32,12 +32,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import read_jsonl, write_jsonl
+from pipeline.providers.journal import SHARD_RE
 from psyedge.contract import FIELDS, LABEL_SCHEMA, allowed_values, validate
 from psyedge.errors import LabelError
 from psyedge.prompt import ROLE_NAMES
-
-from pipeline.io import read_jsonl, write_jsonl
-from pipeline.providers.journal import SHARD_RE
 
 REVIEWED_FILE = "reviewed.jsonl"
 

@@ -40,8 +40,9 @@ def _jsonl(path: Path) -> list[dict]:
 
 def test_make_demo_chain_produces_every_artifact(tmp_path: Path) -> None:
     gguf = pytest.importorskip("gguf")
-    from psyedge.contract import validate
     from safetensors.numpy import load_file
+
+    from psyedge.contract import validate
 
     inputs = _reduced_sample(tmp_path / "in")
     data, models, reports = tmp_path / "data", tmp_path / "models", tmp_path / "reports"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from psyedge.prompt import TEMPLATES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

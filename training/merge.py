@@ -24,10 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import atomic_write_json, atomic_write_text
 from psyedge.metadata import make_manifest
 from psyedge.prompt import get_template
-
-from pipeline.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import JsonlError, atomic_write_json, read_jsonl, write_jsonl
 from psyedge.contract import CONTRACT_VERSION, FIELDS, canonical_json, validate
 from psyedge.errors import InputError, LabelError
 from psyedge.prompt import INSTRUCTION, get_template, prepare, prompt_hash, transcript
-
-from pipeline.io import JsonlError, atomic_write_json, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 

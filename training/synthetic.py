@@ -13,9 +13,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from psyedge.contract import FIELDS
-
 from pipeline.io import write_jsonl
+from psyedge.contract import FIELDS
 
 #: keyword sentence -> labels. Exactly one of these sentences is in each conversation.
 RULES: tuple[tuple[str, dict[str, Any]], ...] = (

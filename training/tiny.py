@@ -31,10 +31,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline.io import atomic_write_json
 from psyedge.contract import FIELDS, allowed_values, canonical_json
 from psyedge.prompt import INSTRUCTION, ROLE_NAMES, TEMPLATES
-
-from pipeline.io import atomic_write_json
 from training.tiny_corpus import SENTENCES
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,6 @@ def tokenizer_corpus() -> Iterator[str]:
 
 def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast (imported lazily: heavy)
     """Train the byte-level BPE and wrap it as a Hugging Face fast tokenizer."""
-    from psyedge.prompt import get_template
     from tokenizers import (
         AddedToken,
         Regex,
@@ -135,6 +133,8 @@ def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast (imported lazi
         trainers,
     )
     from transformers import PreTrainedTokenizerFast
+
+    from psyedge.prompt import get_template
 
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()  # Qwen2 normalises to NFC too

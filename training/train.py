@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import JsonlError, atomic_write_json, atomic_write_text
 from psyedge.contract import CONTRACT_VERSION
 from psyedge.prompt import prompt_hash
-
-from pipeline.io import JsonlError, atomic_write_json, atomic_write_text
 from training.config import ConfigError, TrainConfig, known_profiles, load_config, profile_path
 from training.examples import TemplateMismatch
 from training.sft import OUT_DIR as SFT_DIR

@@ -27,9 +27,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from psyedge.prompt import normalise_text
-
 from pipeline.parsers.base import Drop, Record, UndecodableError, decode_bytes, natural_key
+from psyedge.prompt import normalise_text
 
 SOURCE = "cpsycound"
 

@@ -22,10 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from psyedge.prompt import normalise_text
-
 from pipeline.parsers.base import Drop, Record, is_filler
 from pipeline.parsers.jsonstream import JsonStreamError, iter_json_items, sniff_encoding
+from psyedge.prompt import normalise_text
 
 SOURCE = "psyqa"
 

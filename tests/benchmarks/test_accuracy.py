@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from psyedge.contract import Labels
-from psyedge.errors import InputError
 
 from benchmarks import accuracy as acc
+from psyedge.contract import Labels
+from psyedge.errors import InputError
 
 # Eight conversations, levels 0-3, two per true level.
 TRUTH = [0, 0, 1, 1, 2, 2, 3, 3]

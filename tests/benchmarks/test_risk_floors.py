@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from psyedge.lexicon import lexicon_risk
 
 from benchmarks import risk
 from benchmarks.risk_metrics import load_psysuicide, score
+from psyedge.lexicon import lexicon_risk
 
 pytestmark = pytest.mark.realdata
 

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from psyedge.metadata import make_manifest
 
 from convert.quantize import quantize
 from convert.to_gguf import convert
+from psyedge.metadata import make_manifest
 
 CONVERSATIONS_FOR_PARITY: list[list[dict[str, str]]] = [
     [{"role": "user", "text": "最近考试压力很大，我每天晚上都睡不着。"},

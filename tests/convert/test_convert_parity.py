@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from psyedge.prompt import render
 
 from convert.to_gguf import convert
+from psyedge.prompt import render
 from training.tiny_corpus import SENTENCES
 
 pytestmark = pytest.mark.slow

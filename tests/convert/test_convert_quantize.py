@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFWriter
-from psyedge.contract import validate
-from psyedge.prompt import get_template
 
 from convert import quantize as q
 from convert.errors import ConvertError
 from convert.gguf_types import read_summary
 from convert.to_gguf import convert
+from psyedge.contract import validate
+from psyedge.prompt import get_template
 
 
 def test_q4_k_m_file(gguf_files: dict[str, Path]) -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gguf import GGUFReader
-from psyedge.contract import CONTRACT_VERSION
-from psyedge.metadata import manifest_from_gguf
-from psyedge.prompt import get_template, prompt_hash
 
 from convert import to_gguf
 from convert.errors import ConvertError
 from convert.gguf_types import read_summary
 from convert.safetensors_io import index_tensors, load_raw
+from psyedge.contract import CONTRACT_VERSION
+from psyedge.metadata import manifest_from_gguf
+from psyedge.prompt import get_template, prompt_hash
 
 
 def _kv(path: Path) -> dict:

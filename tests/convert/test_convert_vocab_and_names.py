@@ -111,10 +111,10 @@ def test_llama_bpe_pre_tokenizer_parity(tiny_dir, tmp_path, conversations) -> No
     import shutil
 
     import llama_cpp
-    from psyedge.prompt import render
     from tokenizers import Tokenizer
 
     from convert.to_gguf import convert
+    from psyedge.prompt import render
 
     model = tmp_path / "llama3-tok"
     model.mkdir()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fake_gemini import FakeGemini
 from label_builders import read_jsonl, write_config, write_shards
-from psyedge.contract import FIELDS, validate
 
 from pipeline import label
+from psyedge.contract import FIELDS, validate
 
 
 def run(data: Path, cfg: Path) -> int:

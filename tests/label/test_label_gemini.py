@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fake_gemini import FakeGemini, expected_labels, prompt_key, random_faults
 from label_builders import read_jsonl, write_config, write_shards
-from psyedge.contract import FIELDS, validate
-from psyedge.prompt import instruction_and_transcript, prompt_hash
 
 from pipeline import label
 from pipeline.providers.journal import SHARD_RE
+from psyedge.contract import FIELDS, validate
+from psyedge.prompt import instruction_and_transcript, prompt_hash
 
 KNOWN_REASONS = {"invalid_reply", "max_tokens", "blocked", "transient_errors", "bad_input"}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fake_gemini import FakeGemini, prompt_key
 from label_builders import read_jsonl, write_config, write_shards
+
 from psyedge.contract import FIELDS
 from psyedge.prompt import instruction_and_transcript
 

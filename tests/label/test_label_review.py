@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fake_gemini import FakeGemini
 from label_builders import read_jsonl, write_config, write_shards
-from psyedge.contract import FIELDS
 
 from pipeline import label, review
+from psyedge.contract import FIELDS
 
 
 @pytest.fixture()

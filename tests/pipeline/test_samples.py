@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from psyedge.prompt import check_conversation
-
 from pipeline import clean
 from pipeline.parsers import cpsycound
+from psyedge.prompt import check_conversation
 
 SAMPLES = clean.SAMPLES
 

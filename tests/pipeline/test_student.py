@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from psyedge.prompt import MAX_CHARS, MAX_TURNS, prepare
-
 from pipeline import student
+from psyedge.prompt import MAX_CHARS, MAX_TURNS, prepare
 
 REPLY = ("我能理解你的压力，我们可以一起把复习计划拆成小步骤，每天留出休息时间，也练习一下睡前放松，让身体慢慢平静下来。"
          "如果一两周后还是睡不好，或者压力影响到上课和吃饭，请再来找我，我们一起想办法。")

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from psyedge.contract import canonical_json
 from psyedge.prompt import INSTRUCTION, get_template, render, transcript
-
 from training import train
 from training.config import ConfigError, load_config, profile_path
 from training.examples import IGNORE_INDEX, PadCollator, TemplateMismatch, encode_records, wants_bos

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from psyedge.contract import Labels, canonical_json
-from psyedge.prompt import INSTRUCTION, render, render_training_text
 
 from pipeline.io import read_jsonl, write_jsonl
+from psyedge.contract import Labels, canonical_json
+from psyedge.prompt import INSTRUCTION, render, render_training_text
 from training import sft
 from training.config import load_config, profile_path
 from training.synthetic import write_rule_dataset

@@ -6,9 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from psyedge.prompt import get_template, render
 from tokenizers import Tokenizer
 
+from psyedge.prompt import get_template, render
 from training.tiny import ADDED_TOKENS, BOS, EOS, PAD, QWEN2_SPLIT_REGEX, build_tiny_base
 
 

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
+
 from psyedge.contract import CONTRACT_VERSION
 from psyedge.metadata import make_manifest
 from psyedge.prompt import get_template, prompt_hash, render
-
 from training import merge, sft, train
 from training.synthetic import RULES, write_rule_dataset
 
