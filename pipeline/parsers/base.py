@@ -112,6 +112,24 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
 _NATURAL = re.compile(r"(\d+)")
 
 
+def read_source_file(path: Path, source: str, record_id: str) -> tuple[str, str] | Drop:
+    """Read and decode one input file: `(text, encoding)`, or the `Drop` that says why not.
+
+    Shared by the per-file parsers so an unreadable, empty or undecodable file is reported the
+    same way whatever its format.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Drop(source, str(path), "undecodable", f"cannot read: {exc.strerror}", id=record_id)
+    if not data.strip():
+        return Drop(source, str(path), "empty_file", f"{len(data)} bytes", id=record_id)
+    try:
+        return decode_bytes(data)
+    except UndecodableError as exc:
+        return Drop(source, str(path), "undecodable", str(exc), id=record_id)
+
+
 def natural_key(path: Path) -> tuple[Any, ...]:
     """Sort key that puts case_2 before case_10, so the output order is the one a person expects."""
     return tuple(int(part) if part.isdigit() else part for part in _NATURAL.split(path.name))

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.parsers.base import Drop, Record, UndecodableError, decode_bytes, natural_key
+from pipeline.parsers.base import Drop, Record, natural_key, read_source_file
 from psyedge.prompt import normalise_text
 
 SOURCE = "cpsycound"
@@ -114,16 +114,10 @@ def parse_text(text: str, record_id: str, path: str) -> Record | Drop:
 def parse_file(path: Path) -> Record | Drop:
     """Read and parse one `case_*.txt`; problems come back as a `Drop`, never as an exception."""
     record_id = f"{SOURCE}-{path.stem}"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return Drop(SOURCE, str(path), "undecodable", f"cannot read: {exc.strerror}", id=record_id)
-    if not data.strip():
-        return Drop(SOURCE, str(path), "empty_file", f"{len(data)} bytes", id=record_id)
-    try:
-        text, encoding = decode_bytes(data)
-    except UndecodableError as exc:
-        return Drop(SOURCE, str(path), "undecodable", str(exc), id=record_id)
+    read = read_source_file(path, SOURCE, record_id)
+    if isinstance(read, Drop):
+        return read
+    text, encoding = read
     if not normalise_text(text):
         return Drop(SOURCE, str(path), "empty_file", "only whitespace or invisible characters", id=record_id)
     out = parse_text(text, record_id, str(path))

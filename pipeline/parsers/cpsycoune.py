@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.parsers.base import Drop, Record, UndecodableError, decode_bytes, natural_key, slug
+from pipeline.parsers.base import Drop, Record, natural_key, read_source_file, slug
 from psyedge.prompt import normalise_text
 
 SOURCE = "cpsycoune"
@@ -53,17 +53,11 @@ def parse_items(items: object, record_id: str, topic: str, path: str) -> Record 
 def parse_file(path: Path, topic: str) -> Record | Drop:
     """Read one dialogue file; problems come back as a `Drop`, never as an exception."""
     record_id = f"{SOURCE}-{slug(topic)}-{path.stem}"
+    read = read_source_file(path, SOURCE, record_id)
+    if isinstance(read, Drop):
+        return read
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return Drop(SOURCE, str(path), "undecodable", f"cannot read: {exc.strerror}", id=record_id)
-    if not data.strip():
-        return Drop(SOURCE, str(path), "empty_file", f"{len(data)} bytes", id=record_id)
-    try:
-        text, _ = decode_bytes(data)
-        items = json.loads(text)
-    except UndecodableError as exc:
-        return Drop(SOURCE, str(path), "undecodable", str(exc), id=record_id)
+        items = json.loads(read[0])
     except json.JSONDecodeError as exc:
         return Drop(SOURCE, str(path), "bad_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}", id=record_id)
     return parse_items(items, record_id, topic, str(path))

@@ -20,11 +20,11 @@ import json
 import logging
 import os
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from psyedge.atomic import atomic_open
 from psyedge.contract import LABEL_SCHEMA
 from psyedge.errors import InputError, ModelError, PsyedgeError
 from psyedge.plan import gbnf, plan_document
@@ -43,27 +43,9 @@ class CliError(Exception):
         self.code = code
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[IO[str]]:
-    """Write to a temporary sibling and rename on success (the SDK does not depend on the toolkit's
-    pipeline.io, so this is the same pattern in a few lines)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _emit(text: str, out: str | None) -> None:
     if out:
-        with _atomic(Path(out)) as fh:
+        with atomic_open(Path(out)) as fh:
             fh.write(text)
         print(f"wrote {out}", file=sys.stderr)
     else:
@@ -127,7 +109,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
 
         write = print
     out_path = Path(args.output)
-    with screener, _atomic(out_path) as fh:
+    with screener, atomic_open(out_path) as fh:
         for conv_id, conv in tqdm(rows, desc="assess", unit="conv", disable=args.quiet):
             d = screener.assess(conv).to_dict()
             fh.write(json.dumps({"id": conv_id, **d}, ensure_ascii=False, separators=(",", ":")) + "\n")
