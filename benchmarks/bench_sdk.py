@@ -271,11 +271,17 @@ def test_tiny(benchmark: Any, tiny_gguf: Path, what: str) -> None:
     _measure(benchmark, _case("tiny", tiny_gguf, None, 85, 10), what)
 
 
+#: Prompt sizes (new tokens after the cached instruction prefix) for the model under test.
+MODEL_PROMPT_TOKENS = (100, 500, 1500)
+
+
+@pytest.mark.parametrize("new_tokens", MODEL_PROMPT_TOKENS)
 @pytest.mark.parametrize("what", MEASURES)
-def test_model(benchmark: Any, env_gguf: Path, what: str) -> None:
+def test_model(benchmark: Any, env_gguf: Path, what: str, new_tokens: int) -> None:
     import os
 
-    _measure(benchmark, _case("model", env_gguf, os.environ.get("PSYEDGE_BENCH_TEMPLATE"), 85, 5), what)
+    name = f"model-{new_tokens}tok"
+    _measure(benchmark, _case(name, env_gguf, os.environ.get("PSYEDGE_BENCH_TEMPLATE"), new_tokens, 5), what)
 
 
 @pytest.mark.slow

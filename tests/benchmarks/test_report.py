@@ -323,10 +323,13 @@ def test_quick_mode_end_to_end(tiny_gguf: Path, tmp_path: Path) -> None:
     assert "psyedge bench (quick)" in proc.stdout
     # bench_sdk.py ran on this model (quick: test_model only) and its sdk.json was read back.
     sdk = summary["parts"]["benchmarks"]["bench_sdk.py"]
-    assert set(sdk["sdk"]["cases"]) == {"model"}
-    e2e = next(r for r in sdk["rows"] if r["label"] == "model e2e")
-    assert e2e["psyedge_ms"] > 0 and e2e["plain_ms"] > 0 and e2e["ratio"] == pytest.approx(e2e["plain_ms"] / e2e["psyedge_ms"])
-    assert "latency.model.prefill_tokens_per_s" in names
+    assert set(sdk["sdk"]["cases"]) == {"model-100tok", "model-500tok", "model-1500tok"}
+    for size in (100, 500, 1500):
+        e2e = next(r for r in sdk["rows"] if r["label"] == f"model-{size}tok e2e")
+        assert e2e["psyedge_ms"] > 0 and e2e["plain_ms"] > 0
+        assert e2e["ratio"] == pytest.approx(e2e["plain_ms"] / e2e["psyedge_ms"])
+        assert e2e["new_tokens"] >= size
+        assert f"latency.model-{size}tok.prefill_tokens_per_s" in names
     assert summary["parts"]["benchmarks"]["bench_data.py"]["skipped"].startswith("runs in full mode only")
 
 
