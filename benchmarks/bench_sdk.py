@@ -32,6 +32,7 @@ from psyedge import Screener
 from psyedge.contract import LABEL_SCHEMA, validate
 from psyedge.errors import LabelError
 from psyedge.plan import gbnf
+from psyedge.prompt import MAX_TURNS
 
 SENTENCES = ["老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。", "同学关系也不好，感觉自己很孤独。",
              "上课注意力不集中，心里很烦。", "室友吵架，宿舍里我待不下去。", "作业太多，论文写不完。",
@@ -41,25 +42,33 @@ SENTENCES = ["老师，我最近压力很大，晚上睡不着觉。", "我总�
 def conversations(s: Screener, new_tokens: int, n: int) -> list[list[dict[str, str]]]:
     """`n` distinct conversations whose new tokens (after the cached prefix) are about `new_tokens`.
 
-    Turns grow by whole sentences; each turn takes up to a sixth of the target, so the trim policy
-    (12 turns, 2,000 characters) never cuts the conversation before it is long enough.
+    Turns grow by whole sentences; each turn takes up to a sixth of the target. The contract's trim
+    policy (12 turns, 2,000 characters) caps what a prompt can hold: where the target lies beyond
+    it for this tokenizer, the conversation stops at the longest prompt the policy keeps (the
+    measured token count is recorded with every result, so the figure says what it measured).
     """
     out = []
     n_prefix = len(s.token_plan.prefix)
+
+    def size(turns: list[dict[str, str]]) -> int:
+        return len(prompt_tokens(s, turns)) - n_prefix
+
     for k in range(n):
         turns: list[dict[str, str]] = []
         i = k
-        while len(prompt_tokens(s, turns)) - n_prefix < new_tokens if turns else True:
+        while (not turns or size(turns) < new_tokens) and len(turns) < MAX_TURNS:
             role = "user" if len(turns) % 2 == 0 else "assistant"
             text = f"（{k}）"
             turns.append({"role": role, "text": text})
-            while len(prompt_tokens(s, turns)) - n_prefix < new_tokens and \
+            while size(turns) < new_tokens and \
                     len(s._line_tokens(s._prepare(turns)[1][-1])) < max(12, new_tokens // 6):
-                text += SENTENCES[i % len(SENTENCES)]
+                before = size(turns)
+                candidate = {"role": role, "text": text + SENTENCES[i % len(SENTENCES)]}
+                if size([*turns[:-1], candidate]) <= before:
+                    break  # the trim policy keeps no more
+                text = candidate["text"]
                 i += 1
-                turns[-1] = {"role": role, "text": text}
-            if len(turns) > 12:
-                raise ValueError(f"cannot build a {new_tokens}-token conversation within the trim policy")
+                turns[-1] = candidate
         if turns[-1]["role"] != "user":
             turns.append({"role": "user", "text": "嗯。"})
         out.append(turns)
