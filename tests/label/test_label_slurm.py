@@ -1,9 +1,8 @@
-"""The SLURM array script: one shard per task, then a merge job (bash-simulated, and real sbatch when up)."""
+"""The SLURM array script: one shard per task, then a merge job (bash-simulated, and on a real one-node SLURM)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -39,16 +38,8 @@ def test_array_task_labels_its_shard_then_merge(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
 
 
-def _slurm_up() -> bool:
-    if not shutil.which("sbatch") or not shutil.which("sinfo"):
-        return False
-    p = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    return p.returncode == 0 and any(s in p.stdout for s in ("idle", "mixed"))
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _slurm_up(), reason="no SLURM node up (see training/slurm/local_cluster.sh)")
-def test_real_sbatch_array_with_concurrency_cap(tmp_path: Path) -> None:
+def test_real_sbatch_array_with_concurrency_cap(tmp_path: Path, slurm_cluster: None) -> None:
     write_shards(tmp_path, shards=3, per_shard=3)
     write_config(tmp_path / "c.yaml")
     env = _env(tmp_path)

@@ -7,9 +7,7 @@ They need root to start the daemons (CI containers run as root), and take 2-4 mi
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -25,29 +23,12 @@ from training.synthetic import write_rule_dataset
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL_CLUSTER = ROOT / "training" / "slurm" / "local_cluster.sh"
 JOB_TIMEOUT_S = 900
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI requires SLURM (.ci/system-deps.sh installs slurm-wlm and munge)", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
-def cluster() -> None:
-    missing = [c for c in ("sbatch", "scontrol", "slurmctld", "slurmd", "munged") if shutil.which(c) is None]
-    if missing:
-        _unavailable(f"SLURM is not installed (missing {missing}): apt-get install -y slurm-wlm munge")
-    if os.geteuid() != 0:
-        status = subprocess.run(["bash", str(LOCAL_CLUSTER), "status"], capture_output=True, text=True)
-        if status.returncode != 0:
-            _unavailable("no SLURM cluster is running and starting one needs root: "
-                         f"sudo {LOCAL_CLUSTER}")
-        return
-    proc = subprocess.run(["bash", str(LOCAL_CLUSTER)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"local_cluster.sh failed:\n{proc.stdout}\n{proc.stderr}"
+def cluster(slurm_cluster: None) -> None:
+    """The shared one-node SLURM (root conftest.py starts it with local_cluster.sh)."""
 
 
 @pytest.fixture(scope="module")
