@@ -126,19 +126,8 @@ def recall_at_precision(gold_pos: Sequence[bool], scores: Sequence[float], min_p
 
     Ties in score are taken together (a threshold cannot split them), so the figure is honest.
     """
-    pairs = sorted(zip(scores, gold_pos, strict=True), key=lambda p: -p[0])
-    total = sum(gold_pos)
     best: dict[str, Any] = {"recall": 0.0, "precision": None, "threshold": None}
-    tp = fp = 0
-    i = 0
-    while i < len(pairs):
-        thr = pairs[i][0]
-        while i < len(pairs) and pairs[i][0] == thr:
-            tp += pairs[i][1]
-            fp += not pairs[i][1]
-            i += 1
-        precision = tp / (tp + fp)
-        recall = tp / total if total else 0.0
+    for thr, precision, recall in pr_curve(gold_pos, scores):
         if precision >= min_precision and recall > best["recall"]:
             best = {"recall": round(recall, 4), "precision": round(precision, 4), "threshold": thr}
     return best

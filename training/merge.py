@@ -14,17 +14,15 @@ that the converter copies into GGUF metadata.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import atomic_write_json, atomic_write_text
+from pipeline.io import atomic_dir, atomic_write_json, atomic_write_text, file_sha256
 from psyedge.metadata import make_manifest
 from psyedge.prompt import get_template
 
@@ -44,11 +42,7 @@ class MergeError(ValueError):
 
 def adapter_hash(adapter_dir: Path) -> str:
     """Short sha256 of the adapter weights: identifies the fine-tune inside the GGUF."""
-    h = hashlib.sha256()
-    with open(adapter_dir / "adapter_model.safetensors", "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return file_sha256(adapter_dir / "adapter_model.safetensors")[:16]
 
 
 def check_inputs(base_model: Path, adapter: Path) -> dict[str, Any]:
@@ -79,10 +73,7 @@ def merge(base_model: Path, adapter: Path, out: Path, template: str | None = Non
     base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16, device_map={"": "cpu"})
     model = PeftModel.from_pretrained(base, adapter).merge_and_unload()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model folder is shared read-only
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, max_shard_size="1000GB")  # one model.safetensors for the converter
         for name in TOKENIZER_FILES:
             if (base_model / name).is_file():
@@ -92,15 +83,6 @@ def merge(base_model: Path, adapter: Path, out: Path, template: str | None = Non
                                                              adapter_hash(adapter)))
         if not (tmp / "model.safetensors").is_file():
             raise MergeError(f"expected a single model.safetensors in {tmp}, got {sorted(os.listdir(tmp))}")
-        old = out.with_name(f".{out.name}.old")
-        if out.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("merged %s + %s -> %s (template %s)", base_model, adapter, out, template)
     return out
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import JsonlError, atomic_write_json, read_jsonl, write_jsonl
+from pipeline.io import JsonlError, atomic_write_json, file_sha256, read_jsonl, write_jsonl
 from psyedge.contract import CONTRACT_VERSION, FIELDS, canonical_json, validate
 from psyedge.errors import InputError, LabelError
 from psyedge.prompt import INSTRUCTION, get_template, prepare, prompt_hash, transcript
@@ -151,13 +151,6 @@ def build_records(labels: Iterable[Mapping[str, Any]], conversations: Mapping[st
     return result
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def dataset_info() -> dict[str, Any]:
     """LLaMA-Factory's dataset_info.json entries for the two split files (alpaca format)."""
@@ -210,7 +203,7 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
         "val_fraction": val_fraction,
         "contract_version": CONTRACT_VERSION,
         "prompt_hash": prompt_hash(),
-        "inputs": {str(LABELS_PATH): _sha256(labels_path), str(CONVERSATIONS_PATH): _sha256(conv_path)},
+        "inputs": {str(LABELS_PATH): file_sha256(labels_path), str(CONVERSATIONS_PATH): file_sha256(conv_path)},
     }
     atomic_write_json(out / "sft_stats.json", stats)
     return stats

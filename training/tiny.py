@@ -23,15 +23,12 @@ import argparse
 import itertools
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.io import atomic_write_json
+from pipeline.io import atomic_dir, atomic_write_json
 from psyedge.contract import FIELDS, allowed_values, canonical_json
 from psyedge.prompt import INSTRUCTION, ROLE_NAMES, TEMPLATES
 from training.tiny_corpus import SENTENCES
@@ -200,24 +197,12 @@ def build_tiny_base(out_dir: Path, seed: int = 0) -> Path:
     never leaves a half-written model under the final name.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, TinyShape(), seed)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model folder is shared read-only
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _declare_tokenizer_class(tmp)
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        if out_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny base: %d parameters, vocab %d -> %s", n_params, len(tokenizer), out_dir)
     return out_dir

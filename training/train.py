@@ -24,7 +24,6 @@ typo fails in a second with a message instead of after a minute of imports.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import shutil
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import JsonlError, atomic_write_json, atomic_write_text
+from pipeline.io import JsonlError, atomic_write_json, atomic_write_text, file_sha256
 from psyedge.contract import CONTRACT_VERSION
 from psyedge.prompt import prompt_hash
 from training.config import ConfigError, TrainConfig, known_profiles, load_config, profile_path
@@ -120,13 +119,6 @@ def submit_slurm(job: Job, extra: list[str]) -> str:
 
 
 # ---- training --------------------------------------------------------------------------------
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _checkpoint_step(path: str | None) -> int:
@@ -301,7 +293,7 @@ def save_adapter(model: Any, job: Job) -> Path:
     atomic_write_json(tmp / TRAIN_MANIFEST, {
         "template": job.config.template, "base_model": str(job.base_model), "profile": job.profile,
         "contract_version": CONTRACT_VERSION, "prompt_hash": prompt_hash(),
-        "adapter_sha256": _file_hash(weights), "sft_sha256": _file_hash(job.data_dir / SFT_DIR / SFT_NAME),
+        "adapter_sha256": file_sha256(weights), "sft_sha256": file_sha256(job.data_dir / SFT_DIR / SFT_NAME),
     })
     shutil.rmtree(final, ignore_errors=True)
     tmp.replace(final)
