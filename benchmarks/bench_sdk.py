@@ -8,9 +8,11 @@ Cases, per model (each a pytest-benchmark entry with extra_info path=psyedge|pla
   python reuses the longest cached token prefix on its own). Plain = `create_completion` greedy
   under `LlamaGrammar.from_json_schema(schema)` (what a user would write; it drops the integer
   bounds, so its answers can be schema-invalid) and under the exact GBNF (`psyedge grammar`).
+  psyedge guesses the answer (DECODING.md 4); `psyedge:worst` times it with every guess wrong.
 * `prefill`: one `llama_decode` of the same new tokens alone: the floor any path pays.
 * `session`: re-assessment after one more user turn, against that turn's prefill alone and
-  against call 1 alone (the turn + template suffix + first forced text).
+  against the turn + template suffix + first forced text alone; on Gemma at several turn sizes
+  (SESSION_TURN_TOKENS), since the answer's fixed cost weighs most on short turns.
 Derived ratios go to reports/bench/sdk.json (benchmarks/conftest.py).
 """
 
@@ -121,19 +123,25 @@ def e2e(benchmark: Any, case: Case, path: str) -> None:
     """End to end on a new conversation: psyedge assess, or llama-cpp-python + a grammar."""
     s, rec = case.s, case.rec
     if path == "psyedge":
-        calls: list[float] = []
+        calls: list[int] = []
+        misses: list[int] = []
 
         def fn(conv: Any) -> Any:
             a = s.assess(conv)
             calls.append(a.timings["decode_calls"])
+            misses.append(a.timings["guess_misses"])
             return a
 
         times = _run(benchmark, fn, case.convs, case.rounds)
         a = s.assess(case.convs[0])
         rec["psyedge_assess_ms"] = _median_ms(times)
         rec["psyedge_decode_calls"] = max(calls)
+        rec["psyedge_guess_misses"] = sum(misses[1:])  # timed rounds only (the first is the warm-up)
         rec["psyedge_labels"] = a.labels.to_dict()
         benchmark.extra_info.update(case.info("psyedge", "e2e", case.convs[0]), decode_calls=max(calls))
+        return
+    if path == "psyedge:worst":
+        worst(benchmark, case)
         return
     kind = path.split(":")[1]
     if kind == "gbnf":
@@ -164,6 +172,43 @@ def e2e(benchmark: Any, case: Case, path: str) -> None:
     benchmark.extra_info["case"] += f" vs {kind}"
 
 
+def worst(benchmark: Any, case: Case) -> None:
+    """psyedge with every guess wrong (DECODING.md 4): the answer's cost when nothing was guessed.
+
+    Each conversation's choices are learnt in an untimed assessment; before each timed one the
+    guess is set to another value for every field, so every field but the last costs a call.
+    """
+    s, rec = case.s, case.rec
+    fields = len(s.token_plan.values)
+    wrong: dict[int, list[int]] = {}
+    for i, conv in enumerate(case.convs):
+        s.assess(conv)
+        wrong[i] = [(c + 1) % len(v) for c, v in zip(s._guess, s.token_plan.values, strict=True)]
+    order = cycle(range(len(case.convs)))
+    calls: list[int] = []
+    misses: list[int] = []
+    times: list[float] = []
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        i = next(order)
+        s._guess = list(wrong[i])
+        return (case.convs[i],), {}
+
+    def fn(conv: Any) -> None:
+        t0 = time.perf_counter()
+        a = s.assess(conv)
+        times.append(time.perf_counter() - t0)
+        calls.append(a.timings["decode_calls"])
+        misses.append(a.timings["guess_misses"])
+
+    benchmark.pedantic(fn, setup=setup, rounds=case.rounds, iterations=1, warmup_rounds=1)
+    rec["psyedge_worst_ms"] = _median_ms(times[1:])
+    rec["psyedge_worst_decode_calls"] = max(calls)
+    rec["psyedge_worst_guess_misses"] = min(misses)  # a wrong guess can come right after an earlier miss
+    assert max(calls) <= fields + 1
+    benchmark.extra_info.update(case.info("psyedge", "e2e, every guess wrong", case.convs[0]), decode_calls=max(calls))
+
+
 def prefill(benchmark: Any, case: Case) -> None:
     """The same new tokens as `e2e` in one decode call on top of the cached prefix, nothing else."""
     s = case.s
@@ -181,12 +226,40 @@ def prefill(benchmark: Any, case: Case) -> None:
     benchmark.extra_info.update(case.info("psyedge", "prefill only", case.convs[0]), what="prefill only")
 
 
-def session(benchmark: Any, case: Case, what: str) -> None:
-    """Re-assess a session after one more user turn, or decode that turn's tokens alone."""
+#: Sizes of the added turn in the session benchmark, in Gemma-3 tokens: 23 is the median student
+#: turn of the real CPsyCounD dialogues and 61 the median counselor reply + student turn (what a
+#: live session adds between two assessments), both measured with Gemma's tokenizer; 33 is the
+#: size the first measurements used; 120 a long turn.
+SESSION_TURN_TOKENS = (33, 23, 61, 120)
+TURN_SENTENCES = ["我还是很担心期末考试。", "晚上一直睡不着，白天上课也没精神。", "不知道该怎么办，心里很乱。",
+                  "室友说我想太多，可是我控制不住自己。", "爸妈每天打电话问成绩，我都不敢接。",
+                  "上周的小测验又没考好，老师还点名批评了我。"]
+
+
+def turn_text(s: Screener, k: int, target: int) -> str:
+    """A user turn of about `target` tokens (whole sentences; `k` makes each round's text distinct)."""
+    from psyedge.prompt import Turn
+
+    text = f"第{k}次了，"
+    i = k
+    while len(s._line_tokens(Turn("user", text))) < target:
+        text += TURN_SENTENCES[i % len(TURN_SENTENCES)]
+        i += 1
+    return text
+
+
+def session(benchmark: Any, case: Case, what: str, target: int) -> None:
+    """Re-assess a session after one more user turn of about `target` tokens, or decode that turn alone.
+
+    `what`: `reassess` (add the turn, assess: the new turn, suffix, first forced text and the
+    guessed answer in one call when the guess holds), `turn` (that turn's tokens alone, logits at
+    the end: the floor) or `newprefill` (the turn + suffix + first forced text alone).
+    """
+    from psyedge.prompt import Turn
+
     s = case.s
     base = case.convs[0][:4] if len(case.convs[0]) >= 4 else case.convs[0]
-    extra = [f"我还是很担心期末考试，第{k}次了。晚上一直睡不着，白天上课也没精神，不知道该怎么办。"
-             for k in range(case.rounds + 1)]
+    extra = [turn_text(s, k, target) for k in range(case.rounds + 1)]
     state: dict[str, Any] = {}
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -198,16 +271,16 @@ def session(benchmark: Any, case: Case, what: str) -> None:
         return (sess, extra[state["k"] % len(extra)]), {}
 
     times: list[float] = []
+    calls: list[int] = []
 
     def reassess(sess: Any, text: str) -> None:
         t0 = time.perf_counter()
         sess.add("user", text)
-        sess.assess()
+        a = sess.assess()
         times.append(time.perf_counter() - t0)
+        calls.append(a.timings["decode_calls"])
 
     def turn_only(sess: Any, text: str) -> None:
-        from psyedge.prompt import Turn
-
         line = s._line_tokens(Turn("user", text))
         if what == "newprefill":  # the turn + template suffix + first forced text: call 1 alone
             line = line + s.token_plan.suffix + s.token_plan.forced[0]
@@ -221,31 +294,48 @@ def session(benchmark: Any, case: Case, what: str) -> None:
 
     benchmark.pedantic(reassess if what == "reassess" else turn_only, setup=setup, rounds=case.rounds,
                        iterations=1, warmup_rounds=1)
-    key = {"reassess": "session_reassess_ms", "turn": "turn_prefill_only_ms",
-           "newprefill": "turn_suffix_forced_prefill_ms"}[what]
-    case.rec[key] = _median_ms(times[1:])
-    from psyedge.prompt import Turn
-
-    case.rec["session_turn_tokens"] = len(s._line_tokens(Turn("user", extra[0])))
-    benchmark.extra_info.update({"path": "psyedge", "case": f"{case.name} session +1 turn ({what})",
-                                 "n_threads": bench_threads(), "what": what})
+    tokens = len(s._line_tokens(Turn("user", extra[0])))
+    row = case.rec.setdefault("session_by_turn", {}).setdefault(str(target), {"turn_tokens": tokens})
+    row[{"reassess": "reassess_ms", "turn": "turn_prefill_ms", "newprefill": "call1_prefill_ms"}[what]] = \
+        _median_ms(times[1:])
+    if calls:
+        row["decode_calls"] = max(calls[1:])
+    if "reassess_ms" in row and "turn_prefill_ms" in row:
+        row["reassess_over_turn_prefill"] = row["reassess_ms"] / row["turn_prefill_ms"]
+    if "reassess_ms" in row and "call1_prefill_ms" in row:
+        row["reassess_over_call1_prefill"] = row["reassess_ms"] / row["call1_prefill_ms"]
+    if target == SESSION_TURN_TOKENS[0]:  # the headline figures: the first size
+        key = {"reassess": "session_reassess_ms", "turn": "turn_prefill_only_ms",
+               "newprefill": "turn_suffix_forced_prefill_ms"}[what]
+        case.rec[key] = row[{"reassess": "reassess_ms", "turn": "turn_prefill_ms",
+                             "newprefill": "call1_prefill_ms"}[what]]
+        case.rec["session_turn_tokens"] = tokens
+    benchmark.extra_info.update({"path": "psyedge", "case": f"{case.name} session +1 turn of {tokens} tokens ({what})",
+                                 "n_threads": bench_threads(), "what": what, "turn_tokens": tokens})
 
 
 def summarise(rec: dict[str, Any]) -> None:
     """Ratios against the issue's goals (computed when their inputs exist)."""
     if "psyedge_assess_ms" in rec and "prefill_only_ms" in rec:
         rec["total_over_prefill"] = rec["psyedge_assess_ms"] / rec["prefill_only_ms"]
+    if "psyedge_worst_ms" in rec and "prefill_only_ms" in rec:
+        rec["worst_over_prefill"] = rec["psyedge_worst_ms"] / rec["prefill_only_ms"]
     for kind in ("json_schema", "gbnf"):
         if f"plain_{kind}_ms" in rec and "psyedge_assess_ms" in rec:
             rec[f"speedup_vs_{kind}"] = rec[f"plain_{kind}_ms"] / rec["psyedge_assess_ms"]
+        if f"plain_{kind}_ms" in rec and "psyedge_worst_ms" in rec:
+            rec[f"worst_speedup_vs_{kind}"] = rec[f"plain_{kind}_ms"] / rec["psyedge_worst_ms"]
     if "session_reassess_ms" in rec and "turn_prefill_only_ms" in rec:
         rec["session_over_turn_prefill"] = rec["session_reassess_ms"] / rec["turn_prefill_only_ms"]
     if "session_reassess_ms" in rec and "turn_suffix_forced_prefill_ms" in rec:
         rec["session_over_call1_prefill"] = rec["session_reassess_ms"] / rec["turn_suffix_forced_prefill_ms"]
 
 
-PATHS = ["psyedge", "plain:json_schema", "plain:gbnf"]
-MEASURES = [*PATHS, "prefill", "session:reassess", "session:turn", "session:newprefill"]
+PATHS = ["psyedge", "psyedge:worst", "plain:json_schema", "plain:gbnf"]
+SESSION_MEASURES = ["session:reassess", "session:turn", "session:newprefill"]
+MEASURES = [*PATHS, "prefill", *SESSION_MEASURES]
+#: The Gemma case also measures the session at every size of SESSION_TURN_TOKENS.
+GEMMA_MEASURES = [*MEASURES, *(f"{m}@{n}" for n in SESSION_TURN_TOKENS[1:] for m in SESSION_MEASURES)]
 
 
 def _measure(benchmark: Any, case: Case, what: str) -> None:
@@ -253,8 +343,9 @@ def _measure(benchmark: Any, case: Case, what: str) -> None:
         e2e(benchmark, case, what)
     elif what == "prefill":
         prefill(benchmark, case)
-    else:
-        session(benchmark, case, what.split(":")[1])
+    else:  # session:<what>[@<turn tokens>]
+        kind, _, size = what.split(":")[1].partition("@")
+        session(benchmark, case, kind, int(size or SESSION_TURN_TOKENS[0]))
     summarise(case.rec)
 
 
@@ -294,9 +385,9 @@ def test_model(benchmark: Any, env_gguf: Path, what: str, new_tokens: int) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("what", MEASURES)
+@pytest.mark.parametrize("what", GEMMA_MEASURES)
 def test_gemma_270m(benchmark: Any, gemma_gguf: Path, what: str) -> None:
-    rounds = 3 if what == "plain:json_schema" else 7
+    rounds = 5 if what.startswith("plain") else 7
     case = _case("gemma-3-270m-Q4_K_M", gemma_gguf, "raw", 85, 7)
     case.rounds = rounds
     _measure(benchmark, case, what)

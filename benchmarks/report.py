@@ -206,6 +206,8 @@ SDK_DERIVED: dict[str, tuple[str, str]] = {
     "speedup_vs_json_schema": ("e2e.ratio_plain_json_schema_over_psyedge", "ratio"),
     "speedup_vs_gbnf": ("e2e.ratio_plain_gbnf_over_psyedge", "ratio"),
     "total_over_prefill": ("e2e.assess_over_prefill_only", "ratio"),
+    "worst_over_prefill": ("e2e.every_guess_wrong.assess_over_prefill_only", "ratio"),
+    "worst_speedup_vs_json_schema": ("e2e.every_guess_wrong.ratio_plain_json_schema_over_psyedge", "ratio"),
     "session_over_turn_prefill": ("session.reassess_over_turn_prefill", "ratio"),
     "plain_json_schema_schema_valid_rate": ("e2e.plain_json_schema.schema_validity", "fraction"),
     "plain_gbnf_schema_valid_rate": ("e2e.plain_gbnf.schema_validity", "fraction"),
@@ -213,9 +215,9 @@ SDK_DERIVED: dict[str, tuple[str, str]] = {
 
 
 def sdk_figures(ctx: Context, sdk: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Figures from `sdk.json`: its ratios, plus prefill tokens/s and the four-value decode time.
+    """Figures from `sdk.json`: its ratios, prefill tokens/s, the answer's decode time, the session sizes.
 
-    Prefill tokens/s = new tokens / prefill-only time; the four-value decode is assess minus
+    Prefill tokens/s = new tokens / prefill-only time; the answer's decode is assess minus
     prefill-only on the same conversation (both medians, so an estimate, said in the name).
     """
     out = []
@@ -230,8 +232,13 @@ def sdk_figures(ctx: Context, sdk: Mapping[str, Any]) -> list[dict[str, Any]]:
             out.append(figure(ctx, f"latency.{name}.prefill_tokens_per_s", rec["new_tokens"] / rec["prefill_only_ms"] * 1000,
                               "tokens/s", **common, new_tokens=rec["new_tokens"]))
             if acc.is_number(rec.get("psyedge_assess_ms")):
-                out.append(figure(ctx, f"latency.{name}.four_value_decode_est", rec["psyedge_assess_ms"] - rec["prefill_only_ms"],
+                out.append(figure(ctx, f"latency.{name}.answer_decode_est", rec["psyedge_assess_ms"] - rec["prefill_only_ms"],
                                   "ms", **common, decode_calls=rec.get("psyedge_decode_calls")))
+        for row in sorted((rec.get("session_by_turn") or {}).values(), key=lambda r: r["turn_tokens"]):
+            if acc.is_number(row.get("reassess_over_turn_prefill")):
+                out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok.reassess_over_turn_prefill",
+                                  row["reassess_over_turn_prefill"], "ratio", **common,
+                                  turn_tokens=row["turn_tokens"], decode_calls=row.get("decode_calls")))
     return out
 
 
@@ -644,11 +651,11 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
                            r.get("psyedge_ms"), r.get("plain_ms"), r.get("ratio"), r.get("plain_gbnf_ms"),
                            r.get("ratio_gbnf")] for r in lat["rows"]]), ""]
         derived = [f for f in figures(summary, Context(model["name"], None, "")) if f["name"].startswith("latency.")
-                   and any(f["name"].endswith(suffix) for suffix in ("prefill_tokens_per_s", "four_value_decode_est",
+                   and any(f["name"].endswith(suffix) for suffix in ("prefill_tokens_per_s", "answer_decode_est",
                                                                      "assess_over_prefill_only",
                                                                      "reassess_over_turn_prefill", "schema_validity"))]
         if derived:
-            lines += ["Derived by bench_sdk.py (`sdk.json`): prefill speed, the four-value decode (assess minus "
+            lines += ["Derived by bench_sdk.py (`sdk.json`): prefill speed, the answer's decode (assess minus "
                       "prefill-only, an estimate), overheads and the plain paths' schema validity:", "",
                       _table(["figure", "value", "unit", "threads"],
                              [[f["name"].removeprefix("latency."), f["value"], f["unit"], f["threads"]] for f in derived]),

@@ -75,12 +75,18 @@ def test_sdk_json_figures_carry_the_cases_model_and_threads() -> None:
     sdk = {"cases": {"model": {"model": "/x/models/tiny/model-Q4_K_M.gguf", "threads": 2, "prefix_tokens": 200,
                                "new_tokens": 100, "psyedge_assess_ms": 30.0, "prefill_only_ms": 20.0,
                                "psyedge_decode_calls": 4, "speedup_vs_json_schema": 3.5,
-                               "plain_json_schema_schema_valid_rate": 0.9}}}
+                               "plain_json_schema_schema_valid_rate": 0.9,
+                               "session_by_turn": {"61": {"turn_tokens": 61, "reassess_ms": 14.0, "turn_prefill_ms": 10.0,
+                                                          "reassess_over_turn_prefill": 1.4, "decode_calls": 1},
+                                                   "23": {"turn_tokens": 29, "turn_prefill_ms": 5.0}}}}}
     figs = {f["name"]: f for f in report.sdk_figures(report.Context("other", 4, "m"), sdk)}
     tps = figs["latency.model.prefill_tokens_per_s"]
     assert tps["value"] == pytest.approx(100 / 20.0 * 1000) and tps["unit"] == "tokens/s"
     assert (tps["model"], tps["threads"], tps["prompt_tokens"]) == ("tiny/model-Q4_K_M.gguf", 2, 300)
-    assert figs["latency.model.four_value_decode_est"]["value"] == pytest.approx(10.0)
+    assert figs["latency.model.answer_decode_est"]["value"] == pytest.approx(10.0)
+    session = figs["latency.model.session.turn_61tok.reassess_over_turn_prefill"]
+    assert (session["value"], session["unit"], session["turn_tokens"]) == (1.4, "ratio", 61)
+    assert not any("turn_29tok" in n for n in figs)  # a size without its re-assessment is not reported
     assert figs["latency.model.e2e.ratio_plain_json_schema_over_psyedge"]["value"] == 3.5
     assert figs["latency.model.e2e.plain_json_schema.schema_validity"]["unit"] == "fraction"
     assert "latency.model.e2e.ratio_plain_gbnf_over_psyedge" not in figs  # not measured, not invented

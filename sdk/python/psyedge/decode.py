@@ -207,9 +207,9 @@ class Engine:
         """Remove positions [p0, p1) of `seq` (-1: to the end); False if the cache cannot cut there."""
         return bool(self._ll.llama_memory_seq_rm(self._mem, seq, p0, p1))
 
-    def seq_cp(self, src: int, dst: int) -> None:
-        """Make `dst` share all of `src`'s cached positions (metadata only with a unified cache)."""
-        self._ll.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        """Make `dst` share `src`'s cached positions [p0, p1) (metadata only with a unified cache)."""
+        self._ll.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
 
     def clear(self) -> None:
         self._ll.llama_memory_clear(self._mem, True)

@@ -98,6 +98,7 @@ class Screener:
             self.token_plan = self._build_token_plan()
             self._line_cache: dict[str, tuple[int, ...]] = {}
             self._cached: list[int] = []
+            self._guess = [0] * len(self.token_plan.values)  # DECODING.md 4: the first value of each field
             t0 = time.perf_counter()
             self.engine.decode_seq(self.token_plan.prefix, 0, logits="none")
             self._prefix_state = self.engine.state_get(0)
@@ -218,7 +219,7 @@ class Screener:
         if shared:
             rows = []
             for s, i in enumerate(shared, start=1):
-                self.engine.seq_cp(0, s)
+                self.engine.seq_cp(0, s, 0, pos)  # only the context before the value, not the speculation
                 rows += [(t, pos + d, s, True) for d, t in enumerate(cands[i][:-1])]
             out = self.engine.decode(rows)
             at = 0
@@ -235,30 +236,60 @@ class Screener:
         best, probs = choose(cands, logits_at)
         return best, probs, bool(shared)
 
-    def _decode(self, full: list[int]) -> tuple[int, dict[str, Any], dict[str, dict[str, float]], float]:
-        """Calls 1..4 of DECODING.md 4: the prompt tail, then each chosen value + the next forced text."""
+    def _speculate(self, seg: list[int], first: int) -> tuple[list[int], list[int]]:
+        """`seg` + the guessed answer from field `first` on; the rows whose logits each field needs.
+
+        The guess for field f is the value chosen for f in the previous assessment (DECODING.md 4):
+        the batch holds `seg`, then guess(f) + F(f+1) for every field but the last, and asks for
+        logits at the end of `seg` and of each forced segment, i.e. at every remaining value position.
+        """
         plan = self.token_plan
+        tail, want = list(seg), [len(seg) - 1]
+        for f in range(first, len(plan.values) - 1):
+            tail += plan.values[f][self._guess[f]]
+            tail += plan.forced[f + 1]
+            want.append(len(tail) - 1)
+        return tail, want
+
+    def _decode(self, full: list[int]) -> tuple[int, dict[str, Any], dict[str, dict[str, float]], float, int]:
+        """DECODING.md 4: the prompt tail and a guessed answer in one call, re-decoded from a wrong guess on.
+
+        Returns (cached tokens reused, values, probabilities, time of the first call's end, misses).
+        """
+        plan = self.token_plan
+        holes = [s for s in PLAN if s.forced is None]
         k = self._reuse(full)
-        (logits,) = self.engine.decode_seq(full[k:], k)
-        self._cached = full[:]
-        t_prefill = time.perf_counter()
-        pos = len(full)
+        seg, start, first = full[k:], k, 0
         values: dict[str, Any] = {}
         probabilities: dict[str, dict[str, float]] = {}
-        holes = [s for s in PLAN if s.forced is None]
-        for fi, step in enumerate(holes):
-            cands = plan.values[fi]
-            best, probs, _ = self._score(cands, logits, pos)
-            field_name = step.field or ""
-            values[field_name] = allowed_values(field_name)[best]  # plan values follow the schema's enum order
-            probabilities[field_name] = dict(zip(step.values, probs, strict=True))
-            if fi == len(holes) - 1:
-                break  # the closing forced text needs no decoding
-            seg = list(cands[best]) + list(plan.forced[fi + 1])
-            (logits,) = self.engine.decode_seq(seg, pos)
-            self._cached += seg
-            pos += len(seg)
-        return k, values, probabilities, t_prefill
+        chosen: list[int] = []
+        t_first = 0.0
+        misses = 0
+        while len(chosen) < len(holes):
+            tail, want = self._speculate(seg, first)
+            wanted = set(want)
+            outs = self.engine.decode([(t, start + i, 0, i in wanted) for i, t in enumerate(tail)])
+            self._cached += tail
+            t_first = t_first or time.perf_counter()
+            pos = start + len(seg)  # where field `first`'s value begins
+            for f, logits in enumerate(outs, start=first):
+                cands = plan.values[f]
+                best, probs, _ = self._score(cands, logits, pos)
+                name = holes[f].field or ""
+                values[name] = allowed_values(name)[best]  # plan values follow the schema's enum order
+                probabilities[name] = dict(zip(holes[f].values, probs, strict=True))
+                chosen.append(best)
+                if f == len(holes) - 1:
+                    break  # the closing forced text needs no decoding
+                if best != self._guess[f]:  # the rest of the batch saw a wrong value: cut it, go on from here
+                    misses += 1
+                    self.engine.seq_rm(0, pos, -1)
+                    self._cached = self._cached[:pos]
+                    seg, start, first = list(cands[best]) + list(plan.forced[f + 1]), pos, f + 1
+                    break
+                pos += len(cands[best]) + len(plan.forced[f + 1])
+        self._guess = chosen
+        return k, values, probabilities, t_first, misses
 
     def assess(self, conversation: Any) -> Assessment:
         """Screen one conversation: a list of `{"role": "user"|"assistant", "text": str}`."""
@@ -273,7 +304,7 @@ class Screener:
         full += plan.forced[0]
         t_tok = time.perf_counter()
         try:
-            k, values, probabilities, t_prefill = self._decode(full)
+            k, values, probabilities, t_prefill, misses = self._decode(full)
         except BaseException:
             self._cached = []  # the cache may be half-written: rebuild from the prefix next time
             raise
@@ -294,6 +325,7 @@ class Screener:
             "lexicon_ms": (t_end - t_decode) * 1000,
             "total_ms": (t_end - t0) * 1000,
             "decode_calls": self.engine.decode_calls - calls0,
+            "guess_misses": misses,
             "prompt_tokens": len(full),
             "cached_tokens": k,
             "new_tokens": len(full) - k,

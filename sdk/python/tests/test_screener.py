@@ -42,7 +42,8 @@ def _check(a, kind: str = "") -> None:  # type: ignore[no-untyped-def]
             assert a.model_risk_flag == best
             assert most_severe([label, best]) == label != best
     assert a.risk_source in ("model", "lexicon")
-    assert 4 <= a.timings["decode_calls"] <= 5
+    # DECODING.md 4: one call, one more per wrong guess, one per field scored on scratch sequences.
+    assert 1 + a.timings["guess_misses"] <= a.timings["decode_calls"] <= 5
 
 
 def test_two_hundred_generated_conversations_are_all_schema_valid(screener: Screener) -> None:
@@ -52,7 +53,8 @@ def test_two_hundred_generated_conversations_are_all_schema_valid(screener: Scre
     for kind, conv in items:
         a = screener.assess(conv)
         _check(a, kind)
-        assert a.timings["decode_calls"] == 4  # every first token is distinct in this vocabulary
+        # Every first token is distinct in this vocabulary: no scoring call, only the guess misses.
+        assert a.timings["decode_calls"] == 1 + a.timings["guess_misses"]
         assert a.timings["prompt_tokens"] < TINY_CTX
         if kind in ("long_50000", "many_turns"):
             assert a.trimmed, kind
@@ -191,7 +193,7 @@ def test_shared_first_tokens_are_scored_as_whole_values_in_one_extra_call(tiny_s
         conv = [{"role": "user", "text": "老师，我最近压力很大，不想去学校了。"}]
         a = s.assess(conv)
         _check(a)
-        assert a.timings["decode_calls"] == 5
+        assert a.timings["decode_calls"] == 2 + a.timings["guess_misses"]  # + the risk field's scoring call
         # Rebuild the context at the risk position and score the values by brute force.
         plan = s.token_plan
         _, _, lines, _ = s._prepare(conv)

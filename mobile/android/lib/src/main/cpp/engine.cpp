@@ -189,6 +189,7 @@ bool Engine::set_plan(const PlanText & plan) {
         return fail("llama_state_seq_get_data copied " + std::to_string(got) + " of " + std::to_string(size) + " bytes");
     }
     cached_ = prefix_;
+    guess_.assign(values_.size(), 0);
     line_cache_.clear();
     return true;
 }
@@ -302,7 +303,7 @@ bool Engine::score(const std::vector<Tokens> & cands, const std::vector<float> &
         std::vector<bool> want;
         for (size_t s = 0; s < shared.size(); ++s) {
             const auto sid = static_cast<llama_seq_id>(s + 1);
-            llama_memory_seq_cp(mem_, 0, sid, -1, -1);
+            llama_memory_seq_cp(mem_, 0, sid, 0, pos);  // the context before the value, not the guess
             const Tokens & c = cands[shared[s]];
             for (size_t d = 0; d + 1 < c.size(); ++d) {
                 toks.push_back(c[d]);
@@ -403,27 +404,63 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
 
     const int k = reuse(full);
     if (k < 0) return fail_decode();
-    std::vector<float> logits;
-    const Tokens rest(full.begin() + k, full.end());
-    if (!decode_seq(rest, k, true, &logits)) return fail_decode();
-    cached_ = full;
-    const auto t_prefill = std::chrono::steady_clock::now();
 
-    // DECODING.md 4: choose each value, then feed it and the next forced text as one batch.
-    llama_pos pos = static_cast<llama_pos>(full.size());
-    out.choice.assign(values_.size(), 0);
-    out.probs.assign(values_.size(), {});
-    for (size_t f = 0; f < values_.size(); ++f) {
-        int best = 0;
-        if (!score(values_[f], logits, pos, best, out.probs[f])) return fail_decode();
-        out.choice[f] = best;
-        if (f + 1 == values_.size()) break;  // the closing forced text needs no decoding
-        Tokens seg = values_[f][static_cast<size_t>(best)];
-        seg.insert(seg.end(), forced_[f + 1].begin(), forced_[f + 1].end());
-        if (!decode_seq(seg, pos, true, &logits)) return fail_decode();
-        cached_.insert(cached_.end(), seg.begin(), seg.end());
-        pos += static_cast<llama_pos>(seg.size());
+    // DECODING.md 4: the new prompt tokens and the guessed answer in one call; from the first
+    // value the model does not choose as guessed, cut the rest and decode again from there.
+    const size_t nf = values_.size();
+    out.choice.assign(nf, 0);
+    out.probs.assign(nf, {});
+    out.guess_misses = 0;
+    Tokens seg(full.begin() + k, full.end());
+    llama_pos start = k;
+    size_t first = 0;
+    auto t_prefill = std::chrono::steady_clock::now();
+    bool first_call = true;
+    while (first < nf) {
+        Tokens tail = seg;
+        std::vector<size_t> wanted = {seg.size() - 1};
+        for (size_t f = first; f + 1 < nf; ++f) {
+            const Tokens & g = values_[f][static_cast<size_t>(guess_[f])];
+            tail.insert(tail.end(), g.begin(), g.end());
+            tail.insert(tail.end(), forced_[f + 1].begin(), forced_[f + 1].end());
+            wanted.push_back(tail.size() - 1);
+        }
+        std::vector<llama_pos> ps(tail.size());
+        std::vector<llama_seq_id> ss(tail.size(), 0);
+        std::vector<bool> want(tail.size(), false);
+        for (size_t i = 0; i < tail.size(); ++i) ps[i] = start + static_cast<llama_pos>(i);
+        for (size_t i : wanted) want[i] = true;
+        std::vector<std::vector<float>> outs;
+        if (!decode(tail, ps, ss, want, outs)) return fail_decode();
+        cached_.insert(cached_.end(), tail.begin(), tail.end());
+        if (first_call) {
+            t_prefill = std::chrono::steady_clock::now();
+            first_call = false;
+        }
+        llama_pos pos = start + static_cast<llama_pos>(seg.size());  // where field `first`'s value begins
+        size_t next = nf;
+        for (size_t j = 0; j < outs.size(); ++j) {
+            const size_t f = first + j;
+            int best = 0;
+            if (!score(values_[f], outs[j], pos, best, out.probs[f])) return fail_decode();
+            out.choice[f] = best;
+            if (f + 1 == nf) break;  // the closing forced text needs no decoding
+            const Tokens & v = values_[f][static_cast<size_t>(best)];
+            if (best != guess_[f]) {  // the rest of the batch saw a wrong value: cut it, go on from here
+                ++out.guess_misses;
+                llama_memory_seq_rm(mem_, 0, pos, -1);
+                cached_.resize(static_cast<size_t>(pos));
+                seg = v;
+                seg.insert(seg.end(), forced_[f + 1].begin(), forced_[f + 1].end());
+                start = pos;
+                next = f + 1;
+                break;
+            }
+            pos += static_cast<llama_pos>(v.size() + forced_[f + 1].size());
+        }
+        first = next;
     }
+    guess_ = out.choice;
     const auto t_decode = std::chrono::steady_clock::now();
 
     out.tokenize_ms = std::chrono::duration<double, std::milli>(t_tok - t0).count();

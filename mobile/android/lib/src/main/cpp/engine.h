@@ -48,6 +48,7 @@ struct Result {
     std::vector<std::vector<double>> probs;   // per field, per value
     double tokenize_ms = 0, prefill_ms = 0, decode_ms = 0, total_ms = 0;
     int decode_calls = 0, prompt_tokens = 0, cached_tokens = 0, new_tokens = 0;
+    int guess_misses = 0;                     // guessed values the model did not choose (DECODING.md 4)
     int kept_turns = 0;                       // turns left after fitting the context
     bool cut = false;                         // the context fit dropped turns or characters
 };
@@ -111,6 +112,7 @@ private:
     std::vector<std::vector<Tokens>> values_;
     std::vector<uint8_t> prefix_state_;
     Tokens cached_;
+    std::vector<int> guess_;  // per field: the value index chosen last time (DECODING.md 4)
     std::unordered_map<std::string, Tokens> line_cache_;
 };
 

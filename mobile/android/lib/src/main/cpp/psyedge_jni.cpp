@@ -117,7 +117,7 @@ JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeSetPlan(JNIEnv * e
 }
 
 // stats_out: tokenize_ms, prefill_ms, decode_ms, total_ms, decode_calls, prompt_tokens,
-// cached_tokens, new_tokens, kept_turns, cut (0/1). probs_out: all fields' values, in plan order.
+// cached_tokens, new_tokens, kept_turns, cut (0/1), guess_misses. probs_out: all fields' values, in plan order.
 JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeAssess(JNIEnv * env, jclass, jlong h, jobjectArray heads,
                                                                      jobjectArray texts, jobjectArray tails,
                                                                      jintArray choice_out, jdoubleArray probs_out,
@@ -138,11 +138,12 @@ JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeAssess(JNIEnv * en
     for (const auto & f : r.probs) probs.insert(probs.end(), f.begin(), f.end());
     if (env->GetArrayLength(probs_out) < static_cast<jsize>(probs.size())) return message(env, "probs_out too small");
     env->SetDoubleArrayRegion(probs_out, 0, static_cast<jsize>(probs.size()), probs.data());
-    const jdouble stats[10] = {r.tokenize_ms,      r.prefill_ms,       r.decode_ms,         r.total_ms,
+    const jdouble stats[11] = {r.tokenize_ms,      r.prefill_ms,       r.decode_ms,         r.total_ms,
                                double(r.decode_calls), double(r.prompt_tokens), double(r.cached_tokens),
-                               double(r.new_tokens),   double(r.kept_turns),    r.cut ? 1.0 : 0.0};
-    if (env->GetArrayLength(stats_out) < 10) return message(env, "stats_out too small");
-    env->SetDoubleArrayRegion(stats_out, 0, 10, stats);
+                               double(r.new_tokens),   double(r.kept_turns),    r.cut ? 1.0 : 0.0,
+                               double(r.guess_misses)};
+    if (env->GetArrayLength(stats_out) < 11) return message(env, "stats_out too small");
+    env->SetDoubleArrayRegion(stats_out, 0, 11, stats);
     return nullptr;
 }
 

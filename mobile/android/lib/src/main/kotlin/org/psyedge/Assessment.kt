@@ -40,6 +40,8 @@ data class Timings(
     val promptTokens: Int,
     val cachedTokens: Int,
     val newTokens: Int,
+    /** Values the model chose differently from the guessed answer (DECODING.md 4); each costs one call. */
+    val guessMisses: Int,
 )
 
 /**

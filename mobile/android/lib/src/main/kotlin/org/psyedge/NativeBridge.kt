@@ -25,7 +25,7 @@ internal object NativeBridge {
     }
 
     /** Stats layout of [nativeAssess] (psyedge_jni.cpp). */
-    const val STATS = 10
+    const val STATS = 11
 
     @JvmStatic external fun nativeOpen(
         path: ByteArray, nCtx: Int, threads: Int, flashAttn: Boolean, nSeqMax: Int, nUbatch: Int, answerSlack: Int,

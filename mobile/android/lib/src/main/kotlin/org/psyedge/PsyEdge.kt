@@ -92,7 +92,7 @@ class PsyEdge private constructor(
         val timings = Timings(
             tokenizeMs = stats[0], prefillMs = stats[1], decodeMs = stats[2], lexiconMs = lexMs,
             totalMs = stats[3] + lexMs, decodeCalls = stats[4].toInt(), promptTokens = stats[5].toInt(),
-            cachedTokens = stats[6].toInt(), newTokens = stats[7].toInt(),
+            cachedTokens = stats[6].toInt(), newTokens = stats[7].toInt(), guessMisses = stats[10].toInt(),
         )
         return Assessment(labels, probabilities, source, modelFlag, timings, prepared.trimmed || stats[9] != 0.0, hits)
     }

@@ -57,6 +57,7 @@ class ParityTest {
                 val counts = mapOf(
                     "prompt_tokens" to a.timings.promptTokens, "cached_tokens" to a.timings.cachedTokens,
                     "new_tokens" to a.timings.newTokens, "decode_calls" to a.timings.decodeCalls,
+                    "guess_misses" to a.timings.guessMisses,
                 )
                 for ((k, v) in counts) if (v != wt.getInt(k)) bad.add("$id: $k kotlin $v python ${wt.getInt(k)}")
                 val hits = a.lexiconHits.map { listOf(it.riskFlag, it.entry) }
