@@ -209,6 +209,7 @@ SDK_DERIVED: dict[str, tuple[str, str]] = {
     "worst_over_prefill": ("e2e.every_guess_wrong.assess_over_prefill_only", "ratio"),
     "worst_speedup_vs_json_schema": ("e2e.every_guess_wrong.ratio_plain_json_schema_over_psyedge", "ratio"),
     "session_over_turn_prefill": ("session.reassess_over_turn_prefill", "ratio"),
+    "session_floor_over_turn_prefill": ("session.floor_over_turn_prefill", "ratio"),
     "plain_json_schema_schema_valid_rate": ("e2e.plain_json_schema.schema_validity", "fraction"),
     "plain_gbnf_schema_valid_rate": ("e2e.plain_gbnf.schema_validity", "fraction"),
 }
@@ -235,10 +236,11 @@ def sdk_figures(ctx: Context, sdk: Mapping[str, Any]) -> list[dict[str, Any]]:
                 out.append(figure(ctx, f"latency.{name}.answer_decode_est", rec["psyedge_assess_ms"] - rec["prefill_only_ms"],
                                   "ms", **common, decode_calls=rec.get("psyedge_decode_calls")))
         for row in sorted((rec.get("session_by_turn") or {}).values(), key=lambda r: r["turn_tokens"]):
-            if acc.is_number(row.get("reassess_over_turn_prefill")):
-                out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok.reassess_over_turn_prefill",
-                                  row["reassess_over_turn_prefill"], "ratio", **common,
-                                  turn_tokens=row["turn_tokens"], decode_calls=row.get("decode_calls")))
+            for key in ("reassess_over_turn_prefill", "floor_over_turn_prefill"):
+                if acc.is_number(row.get(key)):
+                    out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok.{key}", row[key],
+                                      "ratio", **common, turn_tokens=row["turn_tokens"],
+                                      decode_calls=row.get("decode_calls")))
     return out
 
 
@@ -653,7 +655,8 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
         derived = [f for f in figures(summary, Context(model["name"], None, "")) if f["name"].startswith("latency.")
                    and any(f["name"].endswith(suffix) for suffix in ("prefill_tokens_per_s", "answer_decode_est",
                                                                      "assess_over_prefill_only",
-                                                                     "reassess_over_turn_prefill", "schema_validity"))]
+                                                                     "reassess_over_turn_prefill", "floor_over_turn_prefill",
+                                                                     "schema_validity"))]
         if derived:
             lines += ["Derived by bench_sdk.py (`sdk.json`): prefill speed, the answer's decode (assess minus "
                       "prefill-only, an estimate), overheads and the plain paths' schema validity:", "",

@@ -77,7 +77,8 @@ def test_sdk_json_figures_carry_the_cases_model_and_threads() -> None:
                                "psyedge_decode_calls": 4, "speedup_vs_json_schema": 3.5,
                                "plain_json_schema_schema_valid_rate": 0.9,
                                "session_by_turn": {"61": {"turn_tokens": 61, "reassess_ms": 14.0, "turn_prefill_ms": 10.0,
-                                                          "reassess_over_turn_prefill": 1.4, "decode_calls": 1},
+                                                          "reassess_over_turn_prefill": 1.4, "floor_over_turn_prefill": 1.3,
+                                                          "decode_calls": 1},
                                                    "23": {"turn_tokens": 29, "turn_prefill_ms": 5.0}}}}}
     figs = {f["name"]: f for f in report.sdk_figures(report.Context("other", 4, "m"), sdk)}
     tps = figs["latency.model.prefill_tokens_per_s"]
@@ -86,6 +87,7 @@ def test_sdk_json_figures_carry_the_cases_model_and_threads() -> None:
     assert figs["latency.model.answer_decode_est"]["value"] == pytest.approx(10.0)
     session = figs["latency.model.session.turn_61tok.reassess_over_turn_prefill"]
     assert (session["value"], session["unit"], session["turn_tokens"]) == (1.4, "ratio", 61)
+    assert figs["latency.model.session.turn_61tok.floor_over_turn_prefill"]["value"] == 1.3
     assert not any("turn_29tok" in n for n in figs)  # a size without its re-assessment is not reported
     assert figs["latency.model.e2e.ratio_plain_json_schema_over_psyedge"]["value"] == 3.5
     assert figs["latency.model.e2e.plain_json_schema.schema_validity"]["unit"] == "fraction"

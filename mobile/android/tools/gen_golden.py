@@ -180,8 +180,14 @@ def parity_rows(spec: dict[str, Any], threads: int) -> list[dict[str, Any]]:
     with Screener(spec["path"], template=spec["template"], n_ctx=spec["n_ctx"], n_threads=threads) as s:
         cases = [(cid, conv) for cid, conv in VALID if only is None or cid in only]
         cases += [(f"session-{i}", SESSION[:i]) for i in range(1, len(SESSION) + 1)]
+        session = s.session()  # the session-* rows grow one Session turn by turn (ParityTest does too)
         for cid, conv in tqdm(cases, desc=Path(spec["path"]).name, unit="conv", leave=False):
-            a = s.assess(conv)
+            if cid.startswith("session-"):
+                for turn in conv[len(session.turns):]:
+                    session.add(turn["role"], turn["text"])
+                a = session.assess()
+            else:
+                a = s.assess(conv)
             d = a.to_dict()
             d["model_risk_flag"] = a.model_risk_flag
             d["lexicon_hits"] = [[h["risk_flag"], h["entry"], h["span"][0], h["span"][1]] for h in a.lexicon_hits]

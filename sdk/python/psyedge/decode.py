@@ -108,7 +108,9 @@ class Engine:
         self._ctx = ctx
         self.config = config
         self.n_threads = threads
-        self.n_ctx = ll.llama_n_ctx(ctx)
+        # llama.cpp may round the context up (to a multiple of 256); a batch beyond n_batch aborts
+        # the process, so the usable context is the smaller of the two (DECODING.md 1).
+        self.n_ctx = min(ll.llama_n_ctx(ctx), ll.llama_n_batch(ctx))
         self._mem = ll.llama_get_memory(ctx)
         self._batch = ll.llama_batch_init(self.n_ctx, 0, config.n_seq_max)
         self.decode_calls = 0

@@ -96,6 +96,7 @@ class Screener:
             self.template: ChatTemplate = self._resolve_template(template)
             self.lexicon = lexicon
             self.token_plan = self._build_token_plan()
+            self._check_fits()
             self._line_cache: dict[str, tuple[int, ...]] = {}
             self._cached: list[int] = []
             self._guess = [0] * len(self.token_plan.values)  # DECODING.md 4: the first value of each field
@@ -158,6 +159,18 @@ class Screener:
         return TokenPlan(tuple(prefix), tuple(eng.tokenize(self.template.suffix, special=True)),
                          tuple(forced), tuple(values))
 
+    def _answer_tokens(self) -> int:
+        """Room the answer needs: every forced segment, each field's longest value, the slack."""
+        plan = self.token_plan
+        return sum(map(len, plan.forced)) + sum(max(map(len, v)) for v in plan.values) + ANSWER_SLACK
+
+    def _check_fits(self) -> None:
+        """Refuse at load a context that cannot hold the instruction, the suffix and the answer."""
+        plan = self.token_plan
+        if len(plan.prefix) + len(plan.suffix) + self._answer_tokens() >= self.engine.n_ctx:
+            raise ModelError(f"the instruction prefix ({len(plan.prefix)} tokens) does not fit n_ctx="
+                             f"{self.engine.n_ctx} with the answer: pass a larger n_ctx")
+
     # ---- prompt ------------------------------------------------------------------------------
     def _line_tokens(self, turn: Turn) -> tuple[int, ...]:
         line = transcript_line(turn)
@@ -172,8 +185,7 @@ class Screener:
     def _fit(self, turns: list[Turn]) -> tuple[list[Turn], list[tuple[int, ...]], bool]:
         """Drop the oldest turns (then the oldest characters) until the prompt fits the context."""
         plan = self.token_plan
-        answer = sum(map(len, plan.forced)) + sum(max(map(len, v)) for v in plan.values) + ANSWER_SLACK
-        budget = self.engine.n_ctx - len(plan.prefix) - len(plan.suffix) - answer
+        budget = self.engine.n_ctx - len(plan.prefix) - len(plan.suffix) - self._answer_tokens()
         lines = [self._line_tokens(t) for t in turns]
         cut = False
         while len(turns) > 1 and sum(map(len, lines)) > budget:

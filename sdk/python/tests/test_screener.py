@@ -278,3 +278,22 @@ def test_a_failed_decode_leaves_the_screener_usable(screener: Screener, monkeypa
     after = screener.assess(conv)
     assert after.labels == before.labels
     assert after.timings["cached_tokens"] == len(screener.token_plan.prefix)  # rebuilt from the prefix
+
+
+def test_a_context_llama_cpp_rounds_up_never_takes_a_batch_beyond_n_batch(tiny_model: Path) -> None:
+    # llama.cpp rounds n_ctx=260 up to 512 but keeps n_batch=260; sizing prompts by the rounded
+    # context sent a 500-token batch and aborted the process (GGML_ASSERT n_tokens_all <= n_batch).
+    kw = {k: v for k, v in TINY_KW.items() if k != "n_ctx"}
+    with Screener(tiny_model, n_ctx=260, **kw) as s:
+        assert s.engine.n_ctx == 260
+        a = s.assess([{"role": "user", "text": "老师，我最近压力很大，晚上睡不着觉。" * 40}])
+        _check(a)
+        assert a.trimmed and a.timings["prompt_tokens"] <= 260
+
+
+def test_a_context_too_small_for_the_instruction_is_refused_at_load(tiny_model: Path) -> None:
+    kw = {k: v for k, v in TINY_KW.items() if k != "n_ctx"}
+    with Screener(tiny_model, **kw) as s:
+        prefix = len(s.token_plan.prefix)
+    with pytest.raises(ModelError, match=rf"instruction prefix \({prefix} tokens\) does not fit n_ctx=220"):
+        Screener(tiny_model, n_ctx=220, **kw)

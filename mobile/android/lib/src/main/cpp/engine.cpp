@@ -74,7 +74,9 @@ Engine::Engine(const std::string & path, const EngineConfig & config)
                  std::to_string(config.n_ctx) + "; try a smaller n_ctx";
         return;
     }
-    n_ctx_ = static_cast<int>(llama_n_ctx(ctx_));
+    // llama.cpp may round the context up (to a multiple of 256); a batch beyond n_batch aborts the
+    // process, so the usable context is the smaller of the two (DECODING.md 1).
+    n_ctx_ = static_cast<int>(std::min(llama_n_ctx(ctx_), llama_n_batch(ctx_)));
     mem_ = llama_get_memory(ctx_);
     batch_ = llama_batch_init(n_ctx_, 0, n_seq_max_);
     batch_ready_ = true;
@@ -366,7 +368,7 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
     const auto t0 = std::chrono::steady_clock::now();
     const int calls0 = decode_calls_;
     if (prefix_state_.empty()) return fail("no decode plan installed: call set_plan first");
-    if (input.empty()) return fail("no turns to assess");
+    if (input.empty()) return fail_input("no turns to assess");
 
     // DECODING.md 2: fit the context, dropping the oldest turns, then the oldest characters.
     std::vector<LineText> turns = input;
@@ -392,7 +394,7 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
         lines = {line_tokens(turns[0].head + turns[0].text + turns[0].tail)};
         cut = true;
         if (turns[0].text.empty()) {
-            return fail("the context of " + std::to_string(n_ctx_) + " tokens is too small for the instruction");
+            return fail_input("the context of " + std::to_string(n_ctx_) + " tokens is too small for the instruction");
         }
     }
 

@@ -63,6 +63,8 @@ public:
 
     bool ok() const { return ctx_ != nullptr; }
     const std::string & error() const { return error_; }
+    // True when the last failure was the input's fault (Python's InputError), not the model's.
+    bool input_error() const { return input_error_; }
 
     // A GGUF metadata value, or false when the key is absent.
     bool meta(const std::string & key, std::string & out) const;
@@ -89,12 +91,14 @@ private:
     int reuse(const Tokens & full);
     bool score(const std::vector<Tokens> & cands, const std::vector<float> & logits, llama_pos pos,
                int & best, std::vector<double> & probs);
-    bool fail(const std::string & msg) { error_ = msg; return false; }
+    bool fail(const std::string & msg) { error_ = msg; input_error_ = false; return false; }
+    bool fail_input(const std::string & msg) { error_ = msg; input_error_ = true; return false; }
     bool fail_decode();
     long answer_tokens() const;
 
     std::string path_;
     std::string error_;
+    bool input_error_ = false;
     llama_model * model_ = nullptr;
     llama_context * ctx_ = nullptr;
     llama_memory_t mem_ = nullptr;

@@ -129,7 +129,10 @@ JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeAssess(JNIEnv * en
     std::vector<psyedge::LineText> lines;
     for (size_t i = 0; i < ts.size(); ++i) lines.push_back({hs[i], ts[i], tl[i]});
     psyedge::Result r;
-    if (!engine(h)->assess(lines, r)) return message(env, engine(h)->error());
+    if (!engine(h)->assess(lines, r)) {
+        // "input: " marks the conversation's fault (Python's InputError); NativeBridge.INPUT_ERROR.
+        return message(env, (engine(h)->input_error() ? "input: " : "") + engine(h)->error());
+    }
 
     std::vector<jint> choice(r.choice.begin(), r.choice.end());
     if (env->GetArrayLength(choice_out) < static_cast<jsize>(choice.size())) return message(env, "choice_out too small");

@@ -24,6 +24,9 @@ internal object NativeBridge {
         loaded = true
     }
 
+    /** Prefix of a [nativeAssess] error that is the conversation's fault, not the model's. */
+    const val INPUT_ERROR = "input: "
+
     /** Stats layout of [nativeAssess] (psyedge_jni.cpp). */
     const val STATS = 11
 

@@ -53,6 +53,12 @@ class PsyEdge private constructor(
     /** Blocking variant for callers without coroutines (tests, Java). Do not call on the UI thread. */
     fun assessBlocking(conversation: List<Turn>): Assessment = runBlocking { assess(conversation) }
 
+    /** A conversation that grows turn by turn; its [Session.assess] decodes only the new turns. */
+    fun session(): Session = Session(this)
+
+    /** Check a conversation as [assess] would (InputException on bad roles or empty text). */
+    internal fun check(conversation: List<Turn>): List<Turn> = prompt.check(conversation)
+
     /** The exact prompt text the model sees for `conversation` (before the context fit). */
     fun render(conversation: List<Turn>): String = prompt.render(conversation, template)
 
@@ -65,7 +71,11 @@ class PsyEdge private constructor(
         val choice = IntArray(choices.size)
         val probs = DoubleArray(nValues)
         val stats = DoubleArray(NativeBridge.STATS)
-        NativeBridge.nativeAssess(handle, heads, texts, tails, choice, probs, stats)?.let { throw ModelException(it) }
+        NativeBridge.nativeAssess(handle, heads, texts, tails, choice, probs, stats)?.let {
+            // Python raises InputError for a conversation that cannot fit the context; so do we.
+            throw if (it.startsWith(NativeBridge.INPUT_ERROR)) InputException(it.removePrefix(NativeBridge.INPUT_ERROR))
+            else ModelException(it)
+        }
 
         val t0 = System.nanoTime()
         val obj = JSONObject()

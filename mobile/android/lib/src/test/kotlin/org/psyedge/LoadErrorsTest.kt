@@ -77,4 +77,35 @@ class LoadErrorsTest {
             assertEquals(sequential, parallel.map { it.labels })
         }
     }
+
+    @Test
+    fun sessionChecksTurnsWhenAddedAndDecodesOnlyNewTurns() {
+        PsyEdge.load(tiny, Golden.threads, Golden.assets).use { psy ->
+            val s = psy.session()
+            expect<InputException>("no turns yet") { s.assessBlocking() }
+            s.add(Turn.user("老师，我最近总是失眠。"))
+            expect<InputException>("turn 1: role must be one of") { s.add(Turn("system", "hi")) }
+            expect<InputException>("turn 1: text is empty") { s.add("assistant", " ") }
+            assertEquals(1, s.conversation.size)  // refused turns are not kept
+            val first = s.assessBlocking()
+            s.add(Turn.assistant("失眠多久了？"))
+            s.add(Turn.user("快一个月了，白天上课也没精神。"))
+            val second = s.assessBlocking()
+            // The first turn's tokens stay cached: only the new turns (and the answer) are decoded.
+            assertTrue(second.timings.cachedTokens > psy.prefixTokens)
+            assertTrue(second.timings.cachedTokens >= first.timings.promptTokens - 16)
+            assertEquals(second.timings.promptTokens - second.timings.cachedTokens, second.timings.newTokens)
+        }
+    }
+
+    @Test
+    fun aContextLlamaCppRoundsUpNeverTakesABatchBeyondNBatch() {
+        // llama.cpp rounds nCtx=260 up to 512 but keeps n_batch at 260: sizing prompts by the rounded
+        // context sent a 500-token batch and aborted the process (GGML_ASSERT n_tokens_all <= n_batch).
+        PsyEdge.load(tiny, Golden.threads, Golden.assets, nCtx = 260).use { psy ->
+            assertEquals(260, psy.nCtx)
+            val a = psy.assessBlocking(listOf(Turn.user("老师，我最近压力很大，晚上睡不着觉。".repeat(40))))
+            assertTrue(a.trimmed && a.timings.promptTokens <= 260)
+        }
+    }
 }

@@ -31,10 +31,18 @@ class ParityTest {
         var ktPrefill = 0.0
         var pyPrefill = 0.0
         PsyEdge.load(spec.getString("path"), spec.getInt("threads"), Golden.assets, template, spec.getInt("n_ctx")).use { psy ->
+            var session: Session? = null
             for (r in rows) {
                 val id = r.getString("id")
                 val want = r.getJSONObject("result")
-                val a = psy.assessBlocking(Golden.conversation(r.getJSONArray("conversation")))
+                val conversation = Golden.conversation(r.getJSONArray("conversation"))
+                val a = if (id.startsWith("session-")) {  // one growing Session, as gen_golden.py does
+                    val s = session ?: psy.session().also { session = it }
+                    for (turn in conversation.drop(s.conversation.size)) s.add(turn)
+                    s.assessBlocking()
+                } else {
+                    psy.assessBlocking(conversation)
+                }
                 val labels = JSONObject(a.labels.toJson())
                 val wl = want.getJSONObject("labels")
                 for (f in Golden.contract.plan.fields) {
