@@ -8,7 +8,8 @@ Cases, per model (each a pytest-benchmark entry with extra_info path=psyedge|pla
   python reuses the longest cached token prefix on its own). Plain = `create_completion` greedy
   under `LlamaGrammar.from_json_schema(schema)` (what a user would write; it drops the integer
   bounds, so its answers can be schema-invalid) and under the exact GBNF (`psyedge grammar`).
-  psyedge guesses the answer (DECODING.md 4); `psyedge:worst` times it with every guess wrong.
+  psyedge guesses the answer (DECODING.md 4); `psyedge:worst` times it with every guess wrong;
+  `interleaved` alternates psyedge and the json_schema path round by round (steadier ratio).
 * `prefill`: one `llama_decode` of the same new tokens alone: the floor any path pays.
 * `session`: re-assessment after one more user turn, against that turn's prefill alone and
   against the least any exact method decodes (the turn + suffix + answer text, one call); on Gemma at several turn sizes
@@ -143,13 +144,11 @@ def e2e(benchmark: Any, case: Case, path: str) -> None:
     if path == "psyedge:worst":
         worst(benchmark, case)
         return
+    if path == "interleaved":
+        interleaved(benchmark, case)
+        return
     kind = path.split(":")[1]
-    if kind == "gbnf":
-        grammar = checked_grammar(case.llm, gbnf())
-    else:  # what LlamaGrammar.from_json_schema(schema) builds, checked for a NULL sampler first
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-        grammar = checked_grammar(case.llm, json_schema_to_gbnf(json.dumps(LABEL_SCHEMA)))
+    grammar = plain_grammar(case, kind)
     outputs: list[str] = []
 
     def plain(conv: Any) -> Any:
@@ -170,6 +169,43 @@ def e2e(benchmark: Any, case: Case, path: str) -> None:
     rec[f"plain_{kind}_schema_valid_rate"] = valid / len(outputs)
     benchmark.extra_info.update(case.info("plain", "e2e", case.convs[0]), grammar=kind)
     benchmark.extra_info["case"] += f" vs {kind}"
+
+
+def plain_grammar(case: Case, kind: str) -> Any:
+    """The plain path's grammar: the exact GBNF, or what `LlamaGrammar.from_json_schema` builds."""
+    if kind == "gbnf":
+        return checked_grammar(case.llm, gbnf())
+    from llama_cpp.llama_grammar import json_schema_to_gbnf  # checked for a NULL sampler first
+
+    return checked_grammar(case.llm, json_schema_to_gbnf(json.dumps(LABEL_SCHEMA)))
+
+
+def interleaved(benchmark: Any, case: Case) -> None:
+    """psyedge and the plain json_schema path on each conversation in turn, one right after the other.
+
+    The separate `e2e` entries run minutes apart, and on a shared machine the speed drifts by 10%
+    between them; alternating the two paths round by round exposes both to the same drift, so
+    their ratio (`speedup_vs_json_schema_interleaved`) is the steadier figure.
+    """
+    s, rec = case.s, case.rec
+    grammar = plain_grammar(case, "json_schema")
+    ours: list[float] = []
+    theirs: list[float] = []
+
+    def pair(conv: Any) -> None:
+        t0 = time.perf_counter()
+        s.assess(conv)
+        t1 = time.perf_counter()
+        complete(case.llm, prompt_tokens(s, conv), grammar, max_tokens=160)
+        ours.append(t1 - t0)
+        theirs.append(time.perf_counter() - t1)
+
+    _run(benchmark, pair, case.convs, case.rounds)
+    rec["interleaved_psyedge_ms"] = _median_ms(ours[1:])
+    rec["interleaved_plain_json_schema_ms"] = _median_ms(theirs[1:])
+    rec["interleaved_rounds"] = len(ours) - 1
+    rec["speedup_vs_json_schema_interleaved"] = rec["interleaved_plain_json_schema_ms"] / rec["interleaved_psyedge_ms"]
+    benchmark.extra_info.update(case.info("psyedge+plain", "e2e interleaved", case.convs[0]), pair=True)
 
 
 def worst(benchmark: Any, case: Case) -> None:
@@ -335,7 +371,7 @@ def summarise(rec: dict[str, Any]) -> None:
         rec["session_floor_over_turn_prefill"] = rec["session_floor_ms"] / rec["turn_prefill_only_ms"]
 
 
-PATHS = ["psyedge", "psyedge:worst", "plain:json_schema", "plain:gbnf"]
+PATHS = ["psyedge", "psyedge:worst", "plain:json_schema", "plain:gbnf", "interleaved"]
 SESSION_MEASURES = ["session:reassess", "session:turn", "session:floor"]
 MEASURES = [*PATHS, "prefill", *SESSION_MEASURES]
 #: The Gemma case also measures the session at every size of SESSION_TURN_TOKENS.
@@ -391,7 +427,7 @@ def test_model(benchmark: Any, env_gguf: Path, what: str, new_tokens: int) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize("what", GEMMA_MEASURES)
 def test_gemma_270m(benchmark: Any, gemma_gguf: Path, what: str) -> None:
-    rounds = 5 if what.startswith("plain") else 7
+    rounds = 5 if what.startswith("plain") else 9 if what == "interleaved" else 7
     case = _case("gemma-3-270m-Q4_K_M", gemma_gguf, "raw", 85, 7)
     case.rounds = rounds
     _measure(benchmark, case, what)

@@ -180,8 +180,10 @@ def latency_rows(bench_json: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per case with each side's median/min/mean (ms) and the ratios plain/psyedge."""
     cases: dict[str, dict[str, Any]] = {}
     for b in bench_json.get("benchmarks", []):
-        side, case = _side_and_case(b)
         info = b.get("extra_info") or {}
+        if info.get("pair"):  # both paths in one timing (bench_sdk.interleaved): reported as a ratio only
+            continue
+        side, case = _side_and_case(b)
         stats = b["stats"]
         row = cases.setdefault(case, {"label": case, "model_case": case.split(" ", 1)[0],
                                       "prompt_tokens": None, "new_tokens": None, "threads": None})
@@ -205,6 +207,7 @@ def latency_rows(bench_json: Mapping[str, Any]) -> list[dict[str, Any]]:
 SDK_DERIVED: dict[str, tuple[str, str]] = {
     "speedup_vs_json_schema": ("e2e.ratio_plain_json_schema_over_psyedge", "ratio"),
     "speedup_vs_gbnf": ("e2e.ratio_plain_gbnf_over_psyedge", "ratio"),
+    "speedup_vs_json_schema_interleaved": ("e2e.interleaved.ratio_plain_json_schema_over_psyedge", "ratio"),
     "total_over_prefill": ("e2e.assess_over_prefill_only", "ratio"),
     "worst_over_prefill": ("e2e.every_guess_wrong.assess_over_prefill_only", "ratio"),
     "worst_speedup_vs_json_schema": ("e2e.every_guess_wrong.ratio_plain_json_schema_over_psyedge", "ratio"),
@@ -235,7 +238,9 @@ def sdk_figures(ctx: Context, sdk: Mapping[str, Any]) -> list[dict[str, Any]]:
             if acc.is_number(rec.get("psyedge_assess_ms")):
                 out.append(figure(ctx, f"latency.{name}.answer_decode_est", rec["psyedge_assess_ms"] - rec["prefill_only_ms"],
                                   "ms", **common, decode_calls=rec.get("psyedge_decode_calls")))
-        for row in sorted((rec.get("session_by_turn") or {}).values(), key=lambda r: r["turn_tokens"]):
+        sizes = rec.get("session_by_turn") or {}
+        for row in sorted(sizes.values() if len(sizes) > 1 else [], key=lambda r: r["turn_tokens"]):
+            # One size is the headline figure above already; several get one figure each.
             for key in ("reassess_over_turn_prefill", "floor_over_turn_prefill"):
                 if acc.is_number(row.get(key)):
                     out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok.{key}", row[key],
@@ -656,6 +661,8 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
                    and any(f["name"].endswith(suffix) for suffix in ("prefill_tokens_per_s", "answer_decode_est",
                                                                      "assess_over_prefill_only",
                                                                      "reassess_over_turn_prefill", "floor_over_turn_prefill",
+                                                                     "interleaved.ratio_plain_json_schema_over_psyedge",
+                                                                     "every_guess_wrong.ratio_plain_json_schema_over_psyedge",
                                                                      "schema_validity"))]
         if derived:
             lines += ["Derived by bench_sdk.py (`sdk.json`): prefill speed, the answer's decode (assess minus "
