@@ -2,7 +2,9 @@
 
 Decoding jumps forward along the decode plan (DECODING.md): the fixed JSON text is fed as token
 batches and the model is asked only at the four value positions, choosing among the allowed
-values; the per-value probabilities come from the same logits. The instruction prefix is decoded
+values; the per-value probabilities come from the same logits. The answer is guessed (the last
+assessment's values) and decoded with the prompt in one call; from the first field the model
+chooses differently the rest is decoded again, so the labels are exactly field-by-field ones. The instruction prefix is decoded
 once per Screener and kept in the KV cache; a session re-decodes only its new turns. A risk
 lexicon raises `risk_flag` on explicit expressions. Nothing here opens a socket.
 """
