@@ -265,6 +265,17 @@ class Screener:
             want.append(len(tail) - 1)
         return tail, want
 
+    def _cut(self, pos: int) -> None:
+        """Drop sequence 0 from `pos` on; a cache that cannot cut there (recurrent state) is rebuilt
+        from the prefix snapshot up to `pos` (DECODING.md 3, same fallback as `_reuse`)."""
+        keep = self._cached[:pos]
+        if not self.engine.seq_rm(0, pos, -1):
+            n = len(self.token_plan.prefix)
+            self.engine.clear()
+            self.engine.state_set(self._prefix_state, 0)
+            self.engine.decode_seq(keep[n:], n, logits="none")
+        self._cached = keep
+
     def _decode(self, full: list[int]) -> tuple[int, dict[str, Any], dict[str, dict[str, float]], float, int]:
         """DECODING.md 4: the prompt tail and a guessed answer in one call, re-decoded from a wrong guess on.
 
@@ -297,8 +308,7 @@ class Screener:
                     break  # the closing forced text needs no decoding
                 if best != self._guess[f]:  # the rest of the batch saw a wrong value: cut it, go on from here
                     misses += 1
-                    self.engine.seq_rm(0, pos, -1)
-                    self._cached = self._cached[:pos]
+                    self._cut(pos)
                     seg, start, first = list(cands[best]) + list(plan.forced[f + 1]), pos, f + 1
                     break
                 pos += len(cands[best]) + len(plan.forced[f + 1])

@@ -102,3 +102,23 @@ def test_a_session_whose_labels_hold_reassesses_in_one_call(spec_screener: Scree
     assert second.timings["decode_calls"] == 1 + second.timings["guess_misses"]
     ref_choice, _ = sequential(s, sess.turns)
     assert _choices(s, second) == ref_choice
+
+
+def test_a_cache_that_cannot_cut_is_rebuilt_and_gives_the_same_labels(
+        spec_screener: Screener, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Recurrent models keep one state per sequence: llama_memory_seq_rm cannot cut inside it and
+    # returns false. Every cut then rebuilds from the prefix snapshot instead of decoding on stale state.
+    s = spec_screener
+    convs = [c for k, c in generate(30) if k == "ordinary"][:6]
+    refs = [sequential(s, c) for c in convs]
+    monkeypatch.setattr(s.engine, "seq_rm", lambda seq, p0, p1=-1: p0 == -1 and p1 == -1)
+    for conv, (ref_choice, ref_probs) in zip(convs, refs, strict=True):
+        s._guess = [(c + 1) % len(v) for c, v in zip(ref_choice, s.token_plan.values, strict=True)]
+        a = s.assess(conv)
+        assert _choices(s, a) == ref_choice
+        assert a.timings["guess_misses"] == len(HOLES) - 1
+        # each miss: one rebuild call + one re-decode call; the first call restored the snapshot too
+        assert a.timings["decode_calls"] == 1 + 2 * a.timings["guess_misses"]
+        for step, ref in zip(HOLES, ref_probs, strict=True):
+            got = np.array(list(a.probabilities[step.field].values()))
+            assert np.max(np.abs(got - ref)) < PROB_ATOL

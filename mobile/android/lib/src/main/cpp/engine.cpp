@@ -450,8 +450,17 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
             const Tokens & v = values_[f][static_cast<size_t>(best)];
             if (best != guess_[f]) {  // the rest of the batch saw a wrong value: cut it, go on from here
                 ++out.guess_misses;
-                llama_memory_seq_rm(mem_, 0, pos, -1);
                 cached_.resize(static_cast<size_t>(pos));
+                if (!llama_memory_seq_rm(mem_, 0, pos, -1)) {
+                    // A cache that cannot cut there (recurrent state): rebuild up to pos from the snapshot.
+                    llama_memory_clear(mem_, true);
+                    if (llama_state_seq_set_data(ctx_, prefix_state_.data(), prefix_state_.size(), 0) == 0) {
+                        fail("llama_state_seq_set_data failed to restore the instruction prefix");
+                        return fail_decode();
+                    }
+                    const Tokens keep(cached_.begin() + static_cast<long>(prefix_.size()), cached_.end());
+                    if (!decode_seq(keep, static_cast<llama_pos>(prefix_.size()), false, nullptr)) return fail_decode();
+                }
                 seg = v;
                 seg.insert(seg.end(), forced_[f + 1].begin(), forced_[f + 1].end());
                 start = pos;
