@@ -435,6 +435,6 @@ def test_gemma_270m(benchmark: Any, gemma_gguf: Path, what: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("what", ["psyedge", "plain:gbnf", "prefill"])
+@pytest.mark.parametrize("what", ["psyedge", "plain:json_schema", "plain:gbnf", "prefill"])
 def test_twin_1_5b(benchmark: Any, twin_gguf: Path, what: str) -> None:
     _measure(benchmark, _case("deepseek-1.5b-shape-twin-Q4_K_M", twin_gguf, None, 500, 1), what)
