@@ -23,8 +23,8 @@ def _reduced_sample(dst: Path) -> dict[str, Path]:
     """A subset of the shipped samples, all three formats (a few files each)."""
     cpsyd = dst / "CPsyCounD"
     cpsyd.mkdir(parents=True)
-    for name in ("case_1.txt", "case_3.txt", "case_5.txt", "case_6.txt", "case_9.txt", "case_12.txt",
-                 "case_21.txt"):
+    for n in (1, 3, 5, 6, 9, 12, 21):
+        name = f"case_synth_{n}.txt"
         shutil.copy(SAMPLES / "CPsyCounD" / name, cpsyd / name)
     cpsye = dst / "CPsyCounE"
     shutil.copytree(SAMPLES / "CPsyCounE" / "Family Relationship", cpsye / "Family Relationship")
