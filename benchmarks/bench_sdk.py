@@ -337,7 +337,8 @@ def session(benchmark: Any, case: Case, what: str, target: int) -> None:
                        iterations=1, warmup_rounds=1)
     tokens = len(s._line_tokens(Turn("user", extra[0])))
     row = case.rec.setdefault("session_by_turn", {}).setdefault(str(target), {"turn_tokens": tokens})
-    row[{"reassess": "reassess_ms", "turn": "turn_prefill_ms", "floor": "floor_ms"}[what]] = _median_ms(times[1:])
+    row_key = {"reassess": "reassess_ms", "turn": "turn_prefill_ms", "floor": "floor_ms"}[what]
+    row[row_key] = _median_ms(times[1:])
     if calls:
         row["decode_calls"] = max(calls[1:])
     if "reassess_ms" in row and "turn_prefill_ms" in row:
@@ -348,7 +349,7 @@ def session(benchmark: Any, case: Case, what: str, target: int) -> None:
         row["reassess_over_floor"] = row["reassess_ms"] / row["floor_ms"]
     if target == SESSION_TURN_TOKENS[0]:  # the headline figures: the first size
         key = {"reassess": "session_reassess_ms", "turn": "turn_prefill_only_ms", "floor": "session_floor_ms"}[what]
-        case.rec[key] = row[{"reassess": "reassess_ms", "turn": "turn_prefill_ms", "floor": "floor_ms"}[what]]
+        case.rec[key] = row[row_key]
         case.rec["session_turn_tokens"] = tokens
     benchmark.extra_info.update({"path": "psyedge", "case": f"{case.name} session +1 turn of {tokens} tokens ({what})",
                                  "n_threads": bench_threads(), "what": what, "turn_tokens": tokens})

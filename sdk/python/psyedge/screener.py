@@ -220,11 +220,15 @@ class Screener:
         while k < n and cached[k] == full[k]:
             k += 1
         if k < len(self.token_plan.prefix) or not self.engine.seq_rm(0, k, -1):
-            self.engine.clear()
-            self.engine.state_set(self._prefix_state, 0)
-            k = len(self.token_plan.prefix)
+            k = self._restore_prefix()
         self._cached = full[:k]
         return k
+
+    def _restore_prefix(self) -> int:
+        """Empty the cache and put the instruction prefix's snapshot back; returns its length."""
+        self.engine.clear()
+        self.engine.state_set(self._prefix_state, 0)
+        return len(self.token_plan.prefix)
 
     def _score(self, cands: Sequence[Sequence[int]], logits: Any, pos: int) -> tuple[int, list[float], bool]:
         """Choose among `cands` at `pos`; one extra decode call when first tokens are shared."""
@@ -270,9 +274,7 @@ class Screener:
         from the prefix snapshot up to `pos` (DECODING.md 3, same fallback as `_reuse`)."""
         keep = self._cached[:pos]
         if not self.engine.seq_rm(0, pos, -1):
-            n = len(self.token_plan.prefix)
-            self.engine.clear()
-            self.engine.state_set(self._prefix_state, 0)
+            n = self._restore_prefix()
             self.engine.decode_seq(keep[n:], n, logits="none")
         self._cached = keep
 

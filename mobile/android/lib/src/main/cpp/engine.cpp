@@ -266,6 +266,15 @@ bool Engine::decode_seq(const Tokens & toks, llama_pos start, bool last_logits, 
     return true;
 }
 
+bool Engine::restore_prefix() {
+    // Empty the cache and put the instruction prefix's snapshot back (DECODING.md 3).
+    llama_memory_clear(mem_, true);
+    if (llama_state_seq_set_data(ctx_, prefix_state_.data(), prefix_state_.size(), 0) == 0) {
+        return fail("llama_state_seq_set_data failed to restore the instruction prefix");
+    }
+    return true;
+}
+
 int Engine::reuse(const Tokens & full) {
     // DECODING.md 3: cut sequence 0 to the longest prefix shared with `full` (at least one token
     // is left to decode, for its logits); a cache that cannot cut there is rebuilt from the snapshot.
@@ -273,11 +282,7 @@ int Engine::reuse(const Tokens & full) {
     size_t k = 0;
     while (k < n && cached_[k] == full[k]) ++k;
     if (k < prefix_.size() || !llama_memory_seq_rm(mem_, 0, static_cast<llama_pos>(k), -1)) {
-        llama_memory_clear(mem_, true);
-        if (llama_state_seq_set_data(ctx_, prefix_state_.data(), prefix_state_.size(), 0) == 0) {
-            fail("llama_state_seq_set_data failed to restore the instruction prefix");
-            return -1;
-        }
+        if (!restore_prefix()) return -1;
         k = prefix_.size();
     }
     cached_.assign(full.begin(), full.begin() + static_cast<long>(k));
@@ -453,11 +458,7 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
                 cached_.resize(static_cast<size_t>(pos));
                 if (!llama_memory_seq_rm(mem_, 0, pos, -1)) {
                     // A cache that cannot cut there (recurrent state): rebuild up to pos from the snapshot.
-                    llama_memory_clear(mem_, true);
-                    if (llama_state_seq_set_data(ctx_, prefix_state_.data(), prefix_state_.size(), 0) == 0) {
-                        fail("llama_state_seq_set_data failed to restore the instruction prefix");
-                        return fail_decode();
-                    }
+                    if (!restore_prefix()) return fail_decode();
                     const Tokens keep(cached_.begin() + static_cast<long>(prefix_.size()), cached_.end());
                     if (!decode_seq(keep, static_cast<llama_pos>(prefix_.size()), false, nullptr)) return fail_decode();
                 }

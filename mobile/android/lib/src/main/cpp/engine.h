@@ -89,6 +89,7 @@ private:
                 const std::vector<bool> & want, std::vector<std::vector<float>> & logits);
     bool decode_seq(const Tokens & toks, llama_pos start, bool last_logits, std::vector<float> * logits);
     int reuse(const Tokens & full);
+    bool restore_prefix();
     bool score(const std::vector<Tokens> & cands, const std::vector<float> & logits, llama_pos pos,
                int & best, std::vector<double> & probs);
     bool fail(const std::string & msg) { error_ = msg; input_error_ = false; return false; }
