@@ -211,6 +211,21 @@ test: | $(VENV_OK) ## the test suite (the same command CI runs)
 lint: | $(VENV_OK)
 	$(VENV)/bin/ruff check .
 
+# A CPU without AVX-512 or native bf16, reproduced on one that has them: torch's kernels limited to
+# AVX2 (ATen and oneDNN: bf16 is then emulated, ~20-45x slower than float32) and llama.cpp built for
+# AVX2 only (the SIMD kernels such a CPU runs). The suite must pass there too.
+AVX2_SITE := build/llama-avx2
+AVX2_ENV  := ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 PYTHONPATH=$(abspath $(AVX2_SITE))
+$(AVX2_SITE)/.installed: | $(VENV_OK)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" \
+	  $(PY) -m pip install -q --no-deps --no-cache-dir --target $(AVX2_SITE) \
+	  "llama-cpp-python==$$($(PY) -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
+	@touch $@
+
+.PHONY: test-avx2
+test-avx2: $(AVX2_SITE)/.installed ## the test suite as on an AVX2-only CPU (slow bf16, AVX2 llama.cpp)
+	$(AVX2_ENV) $(MAKE) --no-print-directory test
+
 android-test: | $(VENV_OK) ## build the JNI bridge for the host and run the Kotlin tests on the JVM
 	$(MAKE) --no-print-directory -C mobile/android host-test PY=$(abspath $(PY))
 

@@ -49,11 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_VERSION = 1
 #: Benchmark files this report runs when present (other modules own them), in report order, and
 #: the modes that run each. Quick (make demo) must take seconds: `make data` on the real data is
-#: ~10 s a round (3 rounds) and the labeling run is a 20 s rate-limited run, so both are full only.
+#: ~10 s a round (3 rounds), the labeling run is a 20 s rate-limited run and the training-step cases
+#: start five processes (one with emulated bf16, seconds a step), so these are full only.
 BENCH_FILES: dict[str, tuple[str, ...]] = {
     "bench_sdk.py": ("quick", "full"),
     "bench_data.py": ("full",),
     "bench_label.py": ("full",),
+    "bench_train.py": ("full",),
 }
 #: Extra pytest options per mode: quick leaves out the cases their authors marked slow.
 MODE_MARKERS: dict[str, tuple[str, ...]] = {"quick": ("-m", "not slow"), "full": ()}
@@ -559,7 +561,7 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
 
 
 #: Name suffix -> unit, for the numbers other benchmark files put in `extra_info`.
-_SUFFIX_UNITS: tuple[tuple[str, str], ...] = (("_per_s", "per s"), ("_mib", "MiB"), ("_ms", "ms"), ("_s", "s"),
+_SUFFIX_UNITS: tuple[tuple[str, str], ...] = (("_per_s", "per s"), ("_per_step", "s per step"), ("_mib", "MiB"), ("_ms", "ms"), ("_s", "s"),
                                               ("_bytes", "bytes"), ("_usd", "USD"), ("_rpm", "requests/min"),
                                               ("_over_limit", "ratio"))
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from psyedge.prompt import TEMPLATES
+from training.precision import DTYPE_CHOICES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -31,8 +32,8 @@ class TrainConfig:
     max_length: int = 2048              # prompt + answer tokens; longer examples are dropped, not cut
     max_train_samples: int = 0          # 0 = all (the tiny profile caps it to stay near a minute)
     # model
-    quant_4bit: bool = True             # NF4, double quantisation, bf16 compute (QLoRA)
-    bf16: bool = True
+    quant_4bit: bool = True             # NF4 with double quantisation (QLoRA)
+    dtype: str = "auto"                 # compute dtype: auto (training.precision) | bfloat16 | float32
     upcast_layernorm: bool = True       # norms in fp32 for stable 4-bit training
     gradient_checkpointing: bool = True
     # LoRA
@@ -59,6 +60,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        if self.dtype not in DTYPE_CHOICES:
+            problems.append(f"dtype {self.dtype!r} is not one of {list(DTYPE_CHOICES)}")
         if self.template not in TEMPLATES:
             problems.append(f"template {self.template!r} is not one of {sorted(TEMPLATES)}")
         for name in ("max_length", "per_device_batch_size", "eval_batch_size", "gradient_accumulation_steps",
@@ -100,6 +103,9 @@ def load_config(path: Path) -> TrainConfig:
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     known = {f.name: f for f in fields(TrainConfig)}
     unknown = sorted(set(raw) - set(known))
+    if "bf16" in unknown:
+        raise ConfigError(f"{path}: `bf16` was replaced by `dtype: auto | bfloat16 | float32` "
+                          "(auto picks bf16 where the hardware runs it natively)")
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {unknown}; expected some of {sorted(known)}")
     for key, value in raw.items():

@@ -24,10 +24,12 @@ def greedy_answers(model_dir: Path, conversations: Iterable[Any], template: str 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from training.examples import wants_bos
+    from training.precision import choose
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if model is None:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": "cpu"})
+        dtype = choose("auto", device="cpu").torch_dtype()  # bf16 only where this CPU runs it natively
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map={"": "cpu"})
     model.eval()
     bos = wants_bos(model_dir, tokenizer)
     answers = []

@@ -1,9 +1,12 @@
-"""Merge a trained LoRA adapter into the bf16 base model (`make merge`).
+"""Merge a trained LoRA adapter into the base model (`make merge`).
 
     python -m training.merge --base-model DIR --adapter models/<run>/adapter --out models/<run>/merged
 
-The base is loaded in bf16, never in 4-bit: merging into quantised weights would bake the NF4
-rounding into the model and then quantise it a second time in GGUF. The output folder holds a
+The base is loaded in float32, never in 4-bit: merging into quantised weights would bake the NF4
+rounding into the model and then quantise it a second time in GGUF. The sum W + scale * B @ A is
+computed in float32 (fast on every CPU, where bf16 arithmetic may be emulated) and rounded once to
+the dtype the base is stored in (bf16 for the real bases), so the merged file has the base's size
+and its weights differ from the exact sum by at most half a unit in the last place. The output folder holds a
 single `model.safetensors`, the base's tokenizer files (copied byte for byte, so the GGUF
 converter sees exactly the vocabulary the model was trained with), the SDK's chat template
 (`chat_template.jinja`, also set in tokenizer_config.json) and `psyedge.json`: the manifest of
@@ -70,8 +73,9 @@ def merge(base_model: Path, adapter: Path, out: Path, template: str | None = Non
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16, device_map={"": "cpu"})
-    model = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    stored = stored_dtype(base_model)
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32, device_map={"": "cpu"})
+    model = PeftModel.from_pretrained(base, adapter).merge_and_unload().to(getattr(torch, stored))
 
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, max_shard_size="1000GB")  # one model.safetensors for the converter
@@ -87,6 +91,15 @@ def merge(base_model: Path, adapter: Path, out: Path, template: str | None = Non
     return out
 
 
+def stored_dtype(model_dir: Path) -> str:
+    """The dtype the model's config says its weights are stored in (bfloat16 when unsaid)."""
+    cfg = json.loads((model_dir / "config.json").read_text("utf-8"))
+    name = str(cfg.get("dtype") or cfg.get("torch_dtype") or "bfloat16")
+    if name not in ("bfloat16", "float16", "float32"):
+        raise MergeError(f"{model_dir / 'config.json'}: dtype {name!r} is not bfloat16, float16 or float32")
+    return name
+
+
 def _set_chat_template(model_dir: Path, jinja: str) -> None:
     """Put the SDK's template in both places tools look (chat_template.jinja and tokenizer_config)."""
     atomic_write_text(model_dir / "chat_template.jinja", jinja)
@@ -99,7 +112,7 @@ def _set_chat_template(model_dir: Path, jinja: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.merge", description=__doc__.splitlines()[0])
-    parser.add_argument("--base-model", type=Path, required=True, help="the bf16 base the adapter was trained on")
+    parser.add_argument("--base-model", type=Path, required=True, help="the base the adapter was trained on")
     parser.add_argument("--adapter", type=Path, required=True, help="models/<run>/adapter")
     parser.add_argument("--out", type=Path, required=True, help="models/<run>/merged (replaced whole)")
     parser.add_argument("--template", help="chat template name (default: the one the adapter was trained with)")

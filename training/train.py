@@ -6,8 +6,9 @@
 `--submit slurm` hands the same command to `sbatch training/slurm/train_a40.sbatch` and returns;
 `--submit local` trains in this process. Reads the SFT set of `make sft`, renders each example with
 the SDK's chat template (loss on the answer only, EOS included), loads the base in 4-bit NF4 with
-double quantisation and bf16 compute, trains LoRA adapters on every linear layer with the
-Hugging Face Trainer, and writes under `--out`:
+double quantisation, computing in the dtype `training.precision` picks for this hardware (bf16 on
+CUDA and on CPUs that run it natively, float32 elsewhere), trains LoRA adapters on every linear
+layer with the Hugging Face Trainer, and writes under `--out`:
 
     adapter/                 adapter_model.safetensors, adapter_config.json, psyedge_train.json
     checkpoints/checkpoint-N resumable state (a restart continues from the last one)
@@ -40,6 +41,8 @@ from psyedge.contract import CONTRACT_VERSION
 from psyedge.prompt import prompt_hash
 from training.config import ConfigError, TrainConfig, known_profiles, load_config, profile_path
 from training.examples import TemplateMismatch
+from training.precision import Precision
+from training.precision import choose as choose_precision
 from training.sft import OUT_DIR as SFT_DIR
 from training.sft import SFT_NAME, SftError, iter_split
 
@@ -125,21 +128,21 @@ def _checkpoint_step(path: str | None) -> int:
     return int(Path(path).name.rsplit("-", 1)[1]) if path else 0
 
 
-def load_model(job: Job):  # -> peft.PeftModel
-    """The base in 4-bit NF4 (double quant, bf16 compute) with LoRA on every linear layer."""
-    import torch
+def load_model(job: Job, precision: Precision):  # -> peft.PeftModel
+    """The base in 4-bit NF4 (double quant) with LoRA on every linear layer, computing in
+    `precision`'s dtype (the 4-bit weights are dequantised to it for every matmul)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     cfg = job.config
-    cuda = torch.cuda.is_available()
-    device = {"": int(os.environ.get("LOCAL_RANK", 0))} if cuda else {"": "cpu"}
+    dtype = precision.torch_dtype()
+    device = {"": int(os.environ.get("LOCAL_RANK", 0))} if precision.device == "cuda" else {"": "cpu"}
     quant = None
     if cfg.quant_4bit:
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16)
+                                   bnb_4bit_compute_dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(job.base_model, quantization_config=quant,
-                                                 dtype=torch.bfloat16, device_map=device)
+                                                 dtype=dtype, device_map=device)
     model.config.use_cache = False  # the KV cache is useless in training and breaks checkpointing
     if quant is not None:
         # Freezes the base, upcasts the remaining bf16 parameters (norms, embeddings) to fp32.
@@ -202,7 +205,8 @@ def train(job: Job) -> int:
 
     cfg = job.config
     job.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(job.out / "config.yaml", _config_yaml(job))
+    precision = choose_precision(cfg.dtype)
+    atomic_write_text(job.out / "config.yaml", _config_yaml(job, precision))
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     bos = wants_bos(job.base_model, tokenizer)
     train_recs = list(iter_split(job.data_dir, "train"))
@@ -218,7 +222,7 @@ def train(job: Job) -> int:
              len(val_set.examples), train_set.dropped_too_long, val_set.dropped_too_long)
 
     torch.manual_seed(cfg.seed)
-    model = load_model(job)
+    model = load_model(job, precision)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     evaluate = bool(val_set.examples)
@@ -228,8 +232,8 @@ def train(job: Job) -> int:
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-        bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
+        lr_scheduler_type=cfg.lr_scheduler, **warmup_arguments(cfg.warmup_ratio), weight_decay=cfg.weight_decay,
+        bf16=precision.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if evaluate else "no", eval_steps=cfg.eval_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
@@ -260,7 +264,7 @@ def train(job: Job) -> int:
         global_step=trainer.state.global_step, resumed_from_step=_checkpoint_step(last),
         train_examples=len(train_set.examples), eval_examples=len(val_set.examples),
         dropped_too_long=train_set.dropped_too_long + val_set.dropped_too_long,
-        trainable_params=trainable, wall_seconds=round(time.monotonic() - started, 1),
+        trainable_params=trainable, wall_seconds=round(time.monotonic() - started, 1), **precision.to_dict(),
         first_loss=next((h["loss"] for h in trainer.state.log_history if "loss" in h), None),
         last_loss=next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
     )
@@ -274,11 +278,23 @@ def train(job: Job) -> int:
     return 0
 
 
-def _config_yaml(job: Job) -> str:
+def warmup_arguments(ratio: float) -> dict[str, float]:
+    """The warmup as a share of the run, spelled the way the installed transformers reads it.
+
+    transformers 5 takes a float `warmup_steps` below 1 as a ratio and deprecates
+    `warmup_ratio`; transformers 4 reads `warmup_steps` as a step count only.
+    """
+    import transformers
+
+    major = int(transformers.__version__.split(".", 1)[0])
+    return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
+
+
+def _config_yaml(job: Job, precision: Precision) -> str:
     import yaml
 
     resolved = {"profile": job.profile, "config_file": str(job.config_path), "base_model": str(job.base_model),
-                "data_dir": str(job.data_dir), **job.config.to_dict()}
+                "data_dir": str(job.data_dir), **job.config.to_dict(), "resolved": precision.to_dict()}
     return yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
 
 

@@ -24,12 +24,12 @@ def test_a40_profile_is_the_seed_recipe() -> None:
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target) == (16, 32, 0.05, "all-linear")
     assert (cfg.per_device_batch_size, cfg.gradient_accumulation_steps) == (8, 4)
     assert (cfg.learning_rate, cfg.epochs, cfg.max_steps) == (1e-4, 3.0, -1)
-    assert cfg.quant_4bit and cfg.bf16 and cfg.upcast_layernorm and cfg.template == "deepseek-r1"
+    assert cfg.quant_4bit and cfg.dtype == "auto" and cfg.upcast_layernorm and cfg.template == "deepseek-r1"
 
 
 def test_tiny_profile_uses_the_same_method() -> None:
     tiny, a40 = load_config(profile_path("tiny")), load_config(profile_path("a40"))
-    for key in ("quant_4bit", "bf16", "upcast_layernorm", "lora_r", "lora_alpha", "lora_dropout", "lora_target",
+    for key in ("quant_4bit", "dtype", "upcast_layernorm", "lora_r", "lora_alpha", "lora_dropout", "lora_target",
                 "template", "per_device_batch_size"):
         assert getattr(tiny, key) == getattr(a40, key), key
 

@@ -124,7 +124,9 @@ def test_llamafactory_yaml_matches_a40_profile() -> None:
     pairs = {"lora_rank": a40.lora_r, "lora_alpha": a40.lora_alpha, "lora_dropout": a40.lora_dropout,
              "per_device_train_batch_size": a40.per_device_batch_size,
              "gradient_accumulation_steps": a40.gradient_accumulation_steps, "learning_rate": a40.learning_rate,
-             "num_train_epochs": a40.epochs, "lr_scheduler_type": a40.lr_scheduler, "bf16": a40.bf16,
+             "num_train_epochs": a40.epochs, "lr_scheduler_type": a40.lr_scheduler,
              "cutoff_len": a40.max_length, "eval_steps": a40.eval_steps, "save_steps": a40.save_steps}
     for key, value in pairs.items():
         assert lf[key] == value, key
+    # a40's `dtype: auto` resolves to bf16 on its GPU (CUDA with bf16), which LF states outright.
+    assert a40.dtype == "auto" and lf["bf16"] is True

@@ -317,6 +317,21 @@ class Screener:
         self._guess = chosen
         return k, values, probabilities, t_first, misses
 
+    @property
+    def guess(self) -> list[int]:
+        """The answer the next assessment is decoded with (DECODING.md 4): per field, the index
+        of the value in the plan; the previous assessment's choices, or each field's first value."""
+        return list(self._guess)
+
+    def set_guess(self, choices: Sequence[int]) -> None:
+        """Set the guessed answer (value indices, one per field), e.g. to measure the cost of a
+        wrong guess. The labels do not depend on it; only the number of decode calls does."""
+        sizes = [len(v) for v in self.token_plan.values]
+        picks = [int(c) for c in choices]
+        if len(picks) != len(sizes) or any(not 0 <= c < n for c, n in zip(picks, sizes, strict=True)):
+            raise InputError(f"a guess is one value index per field, within {sizes}; got {list(choices)}")
+        self._guess = picks
+
     def assess(self, conversation: Any) -> Assessment:
         """Screen one conversation: a list of `{"role": "user"|"assistant", "text": str}`."""
         t0 = time.perf_counter()
