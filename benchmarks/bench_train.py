@@ -7,7 +7,7 @@ Cases, each a fresh `python -m benchmarks.train_step` process:
 - `auto`: what `make train PROFILE=tiny` computes in on this machine;
 - `float32` and `bfloat16`: both dtypes forced, so their ratio on this CPU is on record;
 - `avx2-auto` and `avx2-bfloat16`: the same under `ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2`,
-  a CPU without native bf16 reproduced on this one. `avx2-bfloat16 / avx2-auto` is the slowdown
+  a CPU without AVX-512 and AMX reproduced on this one. `avx2-bfloat16 / avx2-auto` is the slowdown
   the dtype rule avoids (measured on an AVX2-only AMD EPYC: 17-19 s against 0.55 s per step).
 """
 

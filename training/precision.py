@@ -1,11 +1,14 @@
 """Which floating-point type the torch stages compute in: chosen once, from the hardware.
 
-bfloat16 halves memory and is fast where the hardware multiplies it natively: CUDA GPUs from
-Ampere on (the A40 of the real run), and CPUs with AVX-512 BF16 or AMX. Elsewhere PyTorch
+bfloat16 halves memory and is fast where the hardware multiplies it natively and quickly: CUDA
+GPUs from Ampere on (the A40 of the real run) and CPUs with AMX tile units. On other CPUs PyTorch
 emulates it, and a bf16 matmul on an AVX2-only CPU takes about 45 times as long as the same
 float32 matmul (2048x256 by 256x512: 493 ms against 11 ms on a 2-core AMD EPYC), which turns a
-one-minute training run into half an hour. So on a CPU bf16 is used only where it is native and
-PyTorch's kernels may use it; everywhere else the stages compute in float32.
+one-minute training run into half an hour. AVX-512 BF16 without AMX is native but not faster for
+these models: the tiny profile's step took 0.25 s in bf16 and 0.21 s in float32 on a 2-core Xeon
+with AVX-512 BF16 (`benchmarks/bench_train.py`). So a CPU computes in bf16 only with AMX (and
+PyTorch's kernels allowed to use it); every other CPU computes in float32, which also gives every
+such machine the same numbers.
 
 "Native" is decided from facts that can be read without timing anything, so the choice is the
 same on every run of one machine: the CPU's feature flags (`/proc/cpuinfo`), the ISA level
@@ -27,11 +30,12 @@ log = logging.getLogger(__name__)
 
 #: What a profile's `dtype` may say; `auto` applies the rule of this module.
 DTYPE_CHOICES = ("auto", "bfloat16", "float32")
-#: CPU flags (Linux `/proc/cpuinfo` names) whose presence makes bf16 matmuls native.
-BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512 BF16, x86 AMX, Arm BF16
-#: oneDNN ISA ceilings (DNNL_MAX_CPU_ISA values) under which it has no native bf16 kernels.
+#: CPU flags (Linux `/proc/cpuinfo` names) with which bf16 matmuls beat float32: x86 AMX. Not
+#: `avx512_bf16` (measured slower than float32, module docstring) nor Arm's `bf16` (unmeasured).
+BF16_CPU_FLAGS = {"amx_bf16"}
+#: oneDNN ISA ceilings (DNNL_MAX_CPU_ISA values) under which it cannot use AMX.
 ONEDNN_NO_BF16_ISAS = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
-                       "AVX512_CORE_VNNI"}
+                       "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"}
 #: ATen capability levels whose vectorised kernels handle bf16 well on x86.
 ATEN_BF16_LEVELS = {"AVX512"}
 
@@ -71,23 +75,23 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 
 
 def native_cpu_bf16(flags: set[str], aten_level: str, env: dict[str, str]) -> tuple[bool, str]:
-    """Whether this CPU multiplies bf16 natively and PyTorch may use it, with the reason."""
+    """Whether this CPU multiplies bf16 faster than float32 and PyTorch may use it, and why."""
     found = sorted(flags & BF16_CPU_FLAGS)
     if not found:
-        return False, "the CPU has no native bf16 (no avx512_bf16/amx_bf16 flag)"
+        return False, "the CPU has no fast bf16 matmul (no amx_bf16 flag)"
     ceiling = (env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA") or "").upper()
     if ceiling in ONEDNN_NO_BF16_ISAS:
-        return False, f"oneDNN is limited to {ceiling} (DNNL_MAX_CPU_ISA), which has no bf16 kernels"
+        return False, f"oneDNN is limited to {ceiling} (DNNL_MAX_CPU_ISA), below AMX"
     if platform.machine() in ("x86_64", "AMD64") and aten_level not in ATEN_BF16_LEVELS:
         return False, f"ATen dispatches to {aten_level} kernels (ATEN_CPU_CAPABILITY)"
-    return True, f"native bf16 on this CPU ({', '.join(found)}; ATen {aten_level})"
+    return True, f"fast native bf16 on this CPU ({', '.join(found)}; ATen {aten_level})"
 
 
 def choose(requested: str = "auto", device: str | None = None) -> Precision:
     """Resolve a profile's `dtype` to what this process will compute in, and log it.
 
     An explicit `bfloat16` or `float32` is honoured (with a warning when bf16 is forced onto a
-    CPU that emulates it); `auto` takes bf16 on CUDA with bf16 support and on native-bf16 CPUs.
+    CPU without AMX); `auto` takes bf16 on CUDA with bf16 support and on CPUs with AMX.
     `device="cpu"` asks for the CPU's answer on a machine that also has a GPU (the CPU paths:
     the greedy check, evaluations).
     """

@@ -14,19 +14,21 @@ from training.config import ConfigError, load_config
 from training.precision import choose, cpu_flags, native_cpu_bf16
 
 SPR = {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}  # a Sapphire Rapids Xeon
+COOPER = {"avx2", "fma", "avx512f", "avx512_bf16"}  # AVX-512 BF16 without AMX
 EPYC_ZEN3 = {"avx2", "fma", "f16c"}  # AVX2 only: bf16 is emulated
 
 
-def test_avx2_only_cpu_gets_float32() -> None:
-    native, why = native_cpu_bf16(EPYC_ZEN3, "AVX2", {})
-    assert not native and "no native bf16" in why
+def test_cpus_without_amx_get_float32() -> None:
+    for flags in (EPYC_ZEN3, COOPER):
+        native, why = native_cpu_bf16(flags, "AVX512", {})
+        assert not native and "amx_bf16" in why
 
 
 def test_native_bf16_cpu_gets_bf16_unless_the_kernels_are_limited() -> None:
     assert native_cpu_bf16(SPR, "AVX512", {})[0]
     native, why = native_cpu_bf16(SPR, "AVX512", {"DNNL_MAX_CPU_ISA": "AVX2"})
     assert not native and "DNNL_MAX_CPU_ISA" in why
-    assert not native_cpu_bf16(SPR, "AVX512", {"ONEDNN_MAX_CPU_ISA": "avx512_core"})[0]
+    assert not native_cpu_bf16(SPR, "AVX512", {"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"})[0]
     if os.uname().machine == "x86_64":
         native, why = native_cpu_bf16(SPR, "AVX2", {})
         assert not native and "ATEN_CPU_CAPABILITY" in why
