@@ -206,8 +206,15 @@ GEMMA_BASE := $(MODELS_DIR)/gemma-3-270m-hf
 $(GEMMA_BASE)/config.json: $(GEMMA_GGUF) training/base_from_gguf.py | $(VENV_OK)
 	$(PY) -m training.base_from_gguf --gguf $(GEMMA_GGUF) --out $(GEMMA_BASE)
 
-.PHONY: base-gemma
+# PsySUICIDE SFT records around the fixed held-out part (training/psysuicide_holdout.json).
+PSYSUICIDE_SFT := $(DATA_DIR)/datasets/psysuicide_sft.jsonl
+$(PSYSUICIDE_SFT): $(PSYEDGE_DATA)/psysuicide/valid.json training/psysuicide_sft.py \
+    training/psysuicide_holdout.json $(LABEL_SRC) | $(VENV_OK)
+	$(PY) -m training.psysuicide_sft --data $(PSYEDGE_DATA)/psysuicide/valid.json --data-dir $(DATA_DIR)
+
+.PHONY: base-gemma psysuicide-sft
 base-gemma: $(GEMMA_BASE)/config.json ## Gemma-3-270M as a Hugging Face folder, for BASE_MODEL=
+psysuicide-sft: $(PSYSUICIDE_SFT) ## PsySUICIDE SFT set (human risk_flag), held-out idx left out
 
 # ---- demo, tests ---------------------------------------------------------------------------
 .PHONY: demo test lint android-test help FORCE
