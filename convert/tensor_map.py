@@ -10,20 +10,34 @@ permutation).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import gguf
 import numpy as np
 from gguf import MODEL_ARCH, MODEL_ARCH_NAMES, GGMLQuantizationType, TensorNameMap
 
+from convert import gemma3
 from convert.errors import ConvertError
+
+#: Writes an architecture's own keys from config.json (path for messages), after the shared ones.
+ExtraHParams = Callable[[gguf.GGUFWriter, dict[str, Any], Path], None]
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """What the converter needs to know about one Hugging Face architecture."""
+    """What the converter needs to know about one Hugging Face architecture.
+
+    `norm_shift` is added to every `*norm.weight` (Gemma's RMSNorm convention); `extra_hparams`
+    writes the keys only this architecture has.
+    """
 
     arch: MODEL_ARCH
     permute_qk: bool
+    norm_shift: float = 0.0
+    extra_hparams: ExtraHParams | None = None
 
     @property
     def name(self) -> str:
@@ -34,7 +48,12 @@ class ArchSpec:
 ARCHITECTURES: dict[str, ArchSpec] = {
     "Qwen2ForCausalLM": ArchSpec(MODEL_ARCH.QWEN2, permute_qk=False),
     "LlamaForCausalLM": ArchSpec(MODEL_ARCH.LLAMA, permute_qk=True),
+    # Gemma 3 rotates halves like transformers (NeoX style): no permutation.
+    "Gemma3ForCausalLM": ArchSpec(MODEL_ARCH.GEMMA3, permute_qk=False, norm_shift=gemma3.NORM_SHIFT,
+                                  extra_hparams=gemma3.add_hparams),
 }
+#: Tensors that get `ArchSpec.norm_shift` (HF: input_layernorm, q_norm, model.norm, ...).
+NORM_SUFFIX = "norm.weight"
 
 #: Tensors in some checkpoints that llama.cpp recomputes itself (rotary caches).
 SKIPPED_SUFFIXES: tuple[str, ...] = (".rotary_emb.inv_freq",)
@@ -53,6 +72,10 @@ class NameMapper:
     def __init__(self, spec: ArchSpec, n_layer: int) -> None:
         self._map = TensorNameMap(spec.arch, n_layer)
         self.spec = spec
+
+    def norm_shift(self, hf_name: str) -> float:
+        """What to add to this tensor's values (0 for all but an architecture's norm weights)."""
+        return self.spec.norm_shift if hf_name.endswith(NORM_SUFFIX) else 0.0
 
     def gguf_name(self, hf_name: str) -> str | None:
         """The GGUF name, None for a tensor to skip; an unknown tensor is an error."""

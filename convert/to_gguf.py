@@ -28,7 +28,8 @@ from convert.errors import ConvertError
 from convert.hf_model import HFModel, open_model
 from convert.safetensors_io import TensorRef, load_f32, load_raw
 from convert.tensor_map import OUTTYPES, NameMapper, llama3_rope_factors, permute_qk, stored_type
-from convert.vocab import add_vocab
+from convert.vocab import add_vocab, read_tokenizer_json
+from convert.vocab_spm import add_spm_vocab, is_sentencepiece_bpe
 from psyedge.metadata import manifest_to_gguf
 from psyedge.prompt import get_template
 
@@ -44,7 +45,8 @@ FILE_TYPES: dict[str, LlamaFileType] = {
 @dataclass(frozen=True)
 class PlannedTensor:
     """One output tensor: GGUF name, numpy shape, stored type, and where its values come from
-    (a checkpoint tensor, q/k-permuted over `permute_heads` heads, or computed `values`)."""
+    (a checkpoint tensor, q/k-permuted over `permute_heads` heads, plus `shift`; or computed
+    `values`)."""
 
     name: str
     shape: tuple[int, ...]
@@ -52,6 +54,7 @@ class PlannedTensor:
     source: TensorRef | None = None
     permute_heads: int | None = None
     values: np.ndarray | None = None
+    shift: float = 0.0
 
     @property
     def nbytes(self) -> int:
@@ -63,12 +66,15 @@ class PlannedTensor:
             return self.values
         assert self.source is not None, f"{self.name}: neither a source nor values"
         data = load_f32(self.source)
+        if self.shift:
+            data = data + np.float32(self.shift)
         return permute_qk(data, self.permute_heads) if self.permute_heads else data
 
     def stored_bytes(self) -> np.ndarray:
         """The values in the stored type (bf16 copied bit-exact when the source is bf16 as is)."""
         if self.qtype == GGMLQuantizationType.BF16:
-            if self.source is not None and self.source.dtype == "BF16" and not self.permute_heads:
+            as_is = not self.permute_heads and not self.shift
+            if self.source is not None and self.source.dtype == "BF16" and as_is:
                 return load_raw(self.source).view(np.uint8).reshape(*self.shape[:-1], self.shape[-1] * 2)
             return gguf.quants.quantize(self.f32(), GGMLQuantizationType.BF16)
         data = self.f32()
@@ -110,7 +116,8 @@ def plan_tensors(model: HFModel, outtype: str) -> list[PlannedTensor]:
             heads = hp.n_head
         elif model.spec.permute_qk and name.endswith("attn_k.weight"):
             heads = hp.n_head_kv
-        plan.append(PlannedTensor(name, ref.shape, stored_type(outtype, len(ref.shape)), ref, heads))
+        plan.append(PlannedTensor(name, ref.shape, stored_type(outtype, len(ref.shape)), ref, heads,
+                                  shift=mapper.norm_shift(hf_name)))
     names = {t.name for t in plan}
     required = ["token_embd.weight", "output_norm.weight"] + [f"blk.{i}.attn_q.weight" for i in range(hp.n_layer)]
     if not hp.tie_embeddings:
@@ -151,6 +158,8 @@ def _add_hparams(writer: gguf.GGUFWriter, model: HFModel, n_vocab: int) -> None:
     elif kind not in (None, "llama3"):
         raise ConvertError(f"{model.path / 'config.json'}: rope scaling {kind!r} is not supported "
                            "(supported: none, linear, yarn, llama3)")
+    if model.spec.extra_hparams is not None:
+        model.spec.extra_hparams(writer, model.config, model.path / "config.json")
 
 
 def _add_template_and_manifest(writer: gguf.GGUFWriter, model: HFModel, tokenizer_template: str | None) -> None:
@@ -166,6 +175,19 @@ def _add_template_and_manifest(writer: gguf.GGUFWriter, model: HFModel, tokenize
         for key, value in manifest_to_gguf(model.manifest).items():
             # add_key_value, not add_string: add_string drops empty values (adapter_hash may be "")
             writer.add_key_value(key, value, GGUFValueType.STRING)
+
+
+def _add_any_vocab(writer: gguf.GGUFWriter, model: HFModel, n_vocab: int,
+                   pre_tokenizer: str | None) -> tuple[str, str | None]:
+    """SentencePiece-style (byte-fallback BPE) or byte-level BPE, as tokenizer.json says."""
+    tok = read_tokenizer_json(model.path)
+    if not is_sentencepiece_bpe(tok):
+        return add_vocab(writer, model.path, n_vocab, pre_tokenizer)
+    if pre_tokenizer:
+        raise ConvertError(f"--pre-tokenizer {pre_tokenizer!r}: {model.path / 'tokenizer.json'} "
+                           "is a SentencePiece-style vocabulary, which has no pre-tokenizer; "
+                           "drop the option")
+    return add_spm_vocab(writer, model.path, tok, n_vocab)
 
 
 @contextlib.contextmanager
@@ -204,7 +226,7 @@ def convert(model_dir: str | Path, out: str | Path, outtype: str = "f16", *, voc
     _add_hparams(writer, model, n_vocab)
     writer.add_file_type(FILE_TYPES[outtype])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    pre, tokenizer_template = add_vocab(writer, model.path, n_vocab, pre_tokenizer)
+    pre, tokenizer_template = _add_any_vocab(writer, model, n_vocab, pre_tokenizer)
     _add_template_and_manifest(writer, model, tokenizer_template)
     for t in plan:
         if t.qtype == GGMLQuantizationType.BF16:

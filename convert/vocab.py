@@ -46,21 +46,28 @@ KNOWN_NAMES: tuple[str, ...] = (
 )
 
 
-def load_tokenizer_json(model_dir: Path) -> dict[str, Any]:
-    """tokenizer.json, checked to be a byte-level BPE (the only kind this converter writes)."""
+def read_tokenizer_json(model_dir: Path) -> dict[str, Any]:
+    """tokenizer.json as a dict, whatever kind of tokenizer it describes."""
     path = model_dir / "tokenizer.json"
     try:
-        tok = json.loads(path.read_text("utf-8"))
+        return json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         raise ConvertError(f"{model_dir}: no tokenizer.json; save the tokenizer with "
                            "tokenizer.save_pretrained()") from None
     except json.JSONDecodeError as exc:
         raise ConvertError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def load_tokenizer_json(model_dir: Path) -> dict[str, Any]:
+    """tokenizer.json, checked to be a byte-level BPE (what `add_vocab` writes)."""
+    path = model_dir / "tokenizer.json"
+    tok = read_tokenizer_json(model_dir)
     model = tok.get("model") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise ConvertError(f"{path}: model type {model.get('type')!r} (byte_fallback="
-                           f"{model.get('byte_fallback')}) is not a byte-level BPE; the converter writes "
-                           "GPT-2-style BPE vocabularies only (Qwen2, Llama 3)")
+                           f"{model.get('byte_fallback')}) is not a byte-level BPE; this "
+                           "writer handles GPT-2-style BPE (Qwen2, Llama 3); byte-fallback "
+                           "vocabularies go to convert.vocab_spm")
     if "ByteLevel" not in json.dumps(tok.get("pre_tokenizer")):
         raise ConvertError(f"{path}: pre_tokenizer has no ByteLevel step: not a byte-level BPE")
     return tok

@@ -1,9 +1,11 @@
 """SFT records -> token ids with the prompt masked, and the batch collator.
 
 The prompt comes from `psyedge.prompt.render_training_text`, the same function chain the Screener
-uses, and is tokenised on its own exactly as at inference (llama.cpp tokenises the rendered prompt,
-then the model generates). The answer is the canonical JSON followed by the template's EOS text,
-which the tokenizer turns into the EOS id: that id is a label, so the model learns to stop.
+uses, and is tokenised on its own exactly as at inference: segment by segment, as the Screener
+feeds llama.cpp (`training.prompt_ids`), then the model generates. The answer is the canonical
+JSON followed by the template's EOS text, which the tokenizer turns into the EOS id: that id is
+a label, so the model learns to stop. The `raw` template (base models such as Gemma 3 270M) has
+no EOS text: its answer ends at the closing "}", which the Screener's decode plan forces.
 
 Labels are built from positions, never from `pad_token_id`: DeepSeek-R1-Distill's pad token *is*
 its EOS, and masking "every pad id" would silently mask the EOS label too.
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from psyedge.prompt import ChatTemplate, get_template, render_training_text
+from training.prompt_ids import prompt_ids as segmented_prompt_ids
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +72,13 @@ class Encoded:
 
 def encode_record(tokenizer: Any, record: Mapping[str, Any], template: ChatTemplate,
                   bos: bool) -> dict[str, list[int]]:
-    """One SFT record -> input_ids and labels (prompt positions = IGNORE_INDEX)."""
-    prompt, answer = render_training_text(record["instruction"], record["input"], record["output"], template)
-    prompt_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    if bos:
-        prompt_ids.insert(0, tokenizer.bos_token_id)
+    """One SFT record -> input_ids and labels (prompt positions = IGNORE_INDEX).
+
+    The prompt is tokenized segment by segment, as the Screener feeds it (training.prompt_ids).
+    """
+    instruction, input_text = record["instruction"], record["input"]
+    _, answer = render_training_text(instruction, input_text, record["output"], template)
+    prompt_ids = segmented_prompt_ids(tokenizer, instruction, input_text, template, bos)
     answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
     return {"input_ids": prompt_ids + answer_ids,
             "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
