@@ -246,6 +246,10 @@ test-avx2: $(AVX2_SITE)/.installed ## the test suite as on an AVX2-only CPU (slo
 android-test: | $(VENV_OK) ## build the JNI bridge for the host and run the Kotlin tests on the JVM
 	$(MAKE) --no-print-directory -C mobile/android host-test PY=$(abspath $(PY))
 
+.PHONY: android-arm-test
+android-arm-test: | $(VENV_OK) ## the JNI engine's C++ core on aarch64 (qemu) and x86 vs the Python SDK
+	$(MAKE) --no-print-directory -C mobile/android arm-test PY=$(abspath $(PY))
+
 help:
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 

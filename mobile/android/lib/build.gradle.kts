@@ -52,6 +52,8 @@ val hostBuild = rootProject.layout.projectDirectory.dir("build")
 tasks.withType<Test>().configureEach {
     systemProperty("psyedge.assets", file("src/main/assets/psyedge").absolutePath)
     systemProperty("psyedge.genAssets", hostBuild.dir("gen-assets").asFile.absolutePath)
+    systemProperty("psyedge.genSources", hostBuild.dir("gen-sources").asFile.absolutePath)
+    systemProperty("psyedge.root", rootProject.layout.projectDirectory.asFile.absolutePath)
     systemProperty("psyedge.golden", hostBuild.dir("golden").asFile.absolutePath)
     systemProperty("psyedge.aapt2", hostBuild.file("aapt2.ok").asFile.absolutePath)
     systemProperty("java.library.path", hostBuild.dir("jni").asFile.absolutePath)

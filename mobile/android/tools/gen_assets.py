@@ -10,7 +10,10 @@ host test run regenerates them into `build/` and a Kotlin test fails, naming thi
 the committed copy is stale:
 
     .venv/bin/python mobile/android/tools/gen_assets.py            # rewrite lib/src/main/assets/psyedge
-    .venv/bin/python mobile/android/tools/gen_assets.py --out DIR  # write elsewhere (the drift check)
+    .venv/bin/python mobile/android/tools/gen_assets.py --out DIR --sources DIR2  # elsewhere (drift check)
+
+It also renders the table of the engine's result statistics (`result_stats.py`) into the C++
+header and the Kotlin enum both ends of `nativeAssess` use (committed and drift-checked alike).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.io import atomic_write_text
 from psyedge import contract, plan, prompt
 
-from pipeline.io import atomic_write_text
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import result_stats  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +180,7 @@ def write(out: Path) -> list[Path]:
     files = assets()
     for name, text in files.items():
         path = out / name
-        if not path.exists() or path.read_text("utf-8") != text:
-            atomic_write_text(path, text)
-            path.chmod(0o644)  # atomic writes create 0600 files; assets are ordinary source files
+        write_file(path, text)
         written.append(path)
     for stale in ("risk_lexicon.json",):
         if stale not in files and (out / stale).exists():
@@ -185,17 +188,39 @@ def write(out: Path) -> list[Path]:
     return written
 
 
+def write_file(path: Path, text: str) -> None:
+    """Write `text` atomically unless `path` already holds it (unchanged files keep their mtime)."""
+    if not path.exists() or path.read_text("utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+        path.chmod(0o644)  # atomic writes create 0600 files; these are ordinary source files
+
+
+def write_sources(root: Path | None) -> list[Path]:
+    """The generated C++/Kotlin sources at their paths under `root` (default: mobile/android itself)."""
+    paths = []
+    for rel, render in result_stats.SOURCES.items():
+        path = (root or ANDROID) / rel
+        write_file(path, render())
+        paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder to write (default {DEFAULT_OUT})")
+    ap.add_argument("--sources", type=Path, default=None,
+                    help="root for the generated C++/Kotlin sources (default: mobile/android, where they are committed)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         paths = write(args.out)
+        sources = write_sources(args.sources)
     except OSError as exc:
-        print(f"gen_assets: cannot write {args.out}: {exc}; pass --out to a writable folder", file=sys.stderr)
+        print(f"gen_assets: cannot write {args.out}: {exc}; pass --out/--sources to writable folders",
+              file=sys.stderr)
         return 1
-    log.info("wrote %d assets to %s", len(paths), args.out)
+    log.info("wrote %d assets to %s and %d sources", len(paths), args.out, len(sources))
     return 0
 
 

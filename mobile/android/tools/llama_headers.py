@@ -8,7 +8,9 @@ or `$PSYEDGE_LLAMA_SDIST`) or downloads the sdist with pip from PyPI, and writes
 
     OUT/include/llama.h, OUT/ggml/include/*.h, OUT/VERSION, OUT/LLAMA_CPP_COMMIT
 
-Nothing is committed: OUT lives under mobile/android/build/.
+With `--source`, OUT also gets the CMake project of llama.cpp and ggml (CMake files, `src/`,
+`ggml/`, `vendor/`), so the driver of `make arm-test` can compile exactly that commit for another
+CPU (the submodule is not needed). Nothing is committed: OUT lives under mobile/android/build/.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 
 HEADER_DIRS = ("vendor/llama.cpp/include/", "vendor/llama.cpp/ggml/include/")
 COMMIT_FILE = ".git/modules/vendor/llama.cpp/HEAD"
+#: What a CPU-only build of libllama needs (`--source`); the rest (models, tools, tests) is left out.
+SOURCE_PARTS = ("CMakeLists.txt", "LICENSE", "cmake/", "include/", "src/", "ggml/", "vendor/")
 
 
 def find_sdist(version: str, explicit: str | None, cache: Path) -> Path:
@@ -41,8 +45,19 @@ def find_sdist(version: str, explicit: str | None, cache: Path) -> Path:
     return path
 
 
-def extract(sdist: Path, out: Path) -> str:
-    """Write the headers under `out`; return the vendored llama.cpp commit ('' if unknown)."""
+def wanted(rel: str, source: bool) -> bool:
+    """Whether `rel` (a path under vendor/llama.cpp/) is extracted: the headers, or the whole build."""
+    if source:
+        return any(rel == part or (part.endswith("/") and rel.startswith(part)) for part in SOURCE_PARTS)
+    for prefix in HEADER_DIRS:
+        prefix = prefix[len("vendor/llama.cpp/"):]
+        if rel.startswith(prefix) and rel.endswith(".h") and "/" not in rel[len(prefix):]:
+            return True
+    return False
+
+
+def extract(sdist: Path, out: Path, source: bool = False) -> str:
+    """Write the headers (or, with `source`, the build tree) under `out`; return the commit ('' if unknown)."""
     commit = ""
     with tarfile.open(sdist, "r:gz") as tar:
         for member in tar.getmembers():
@@ -54,13 +69,13 @@ def extract(sdist: Path, out: Path) -> str:
                 fh = tar.extractfile(member)
                 commit = fh.read().decode().strip() if fh else ""
                 continue
-            for prefix in HEADER_DIRS:
-                if rel.startswith(prefix) and rel.endswith(".h") and "/" not in rel[len(prefix):]:
-                    dest = out / rel[len("vendor/llama.cpp/"):]
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    fh = tar.extractfile(member)
-                    if fh is not None:
-                        dest.write_bytes(fh.read())
+            vendored = "vendor/llama.cpp/"
+            if rel.startswith(vendored) and wanted(rel[len(vendored):], source):
+                dest = out / rel[len(vendored):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    dest.write_bytes(fh.read())
     if not (out / "include" / "llama.h").is_file():
         raise FileNotFoundError(f"{sdist} has no vendor/llama.cpp/include/llama.h")
     return commit
@@ -71,13 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", required=True, help="llama-cpp-python version, e.g. 0.3.36")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--sdist", help="path of llama_cpp_python-<version>.tar.gz (default: find or download)")
+    ap.add_argument("--source", action="store_true", help="also the CMake build tree of llama.cpp + ggml")
     args = ap.parse_args(argv)
     stamp = args.out / "VERSION"
-    if stamp.is_file() and stamp.read_text().strip() == args.version and (args.out / "include/llama.h").is_file():
+    done = (args.out / "CMakeLists.txt") if args.source else (args.out / "include/llama.h")
+    if stamp.is_file() and stamp.read_text().strip() == args.version and done.is_file():
         return 0
     try:
         sdist = find_sdist(args.version, args.sdist, args.out.parent / "sdist")
-        commit = extract(sdist, args.out)
+        commit = extract(sdist, args.out, args.source)
     except (OSError, subprocess.CalledProcessError, tarfile.TarError) as exc:
         print(f"llama_headers: cannot get the llama.cpp headers for llama-cpp-python {args.version}: {exc}; "
               "pass --sdist <llama_cpp_python-VERSION.tar.gz> or set PSYEDGE_LLAMA_SDIST", file=sys.stderr)

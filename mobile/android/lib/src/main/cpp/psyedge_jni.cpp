@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "result_stats.h"
 
 #ifdef __ANDROID__
 #include <android/log.h>
@@ -116,8 +117,8 @@ JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeSetPlan(JNIEnv * e
     return nullptr;
 }
 
-// stats_out: tokenize_ms, prefill_ms, decode_ms, total_ms, decode_calls, prompt_tokens,
-// cached_tokens, new_tokens, kept_turns, cut (0/1), guess_misses. probs_out: all fields' values, in plan order.
+// stats_out: the slots of result_stats.h (NativeStat.kt), generated from tools/result_stats.py.
+// probs_out: all fields' values, in plan order.
 JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeAssess(JNIEnv * env, jclass, jlong h, jobjectArray heads,
                                                                      jobjectArray texts, jobjectArray tails,
                                                                      jintArray choice_out, jdoubleArray probs_out,
@@ -141,12 +142,10 @@ JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeAssess(JNIEnv * en
     for (const auto & f : r.probs) probs.insert(probs.end(), f.begin(), f.end());
     if (env->GetArrayLength(probs_out) < static_cast<jsize>(probs.size())) return message(env, "probs_out too small");
     env->SetDoubleArrayRegion(probs_out, 0, static_cast<jsize>(probs.size()), probs.data());
-    const jdouble stats[11] = {r.tokenize_ms,      r.prefill_ms,       r.decode_ms,         r.total_ms,
-                               double(r.decode_calls), double(r.prompt_tokens), double(r.cached_tokens),
-                               double(r.new_tokens),   double(r.kept_turns),    r.cut ? 1.0 : 0.0,
-                               double(r.guess_misses)};
-    if (env->GetArrayLength(stats_out) < 11) return message(env, "stats_out too small");
-    env->SetDoubleArrayRegion(stats_out, 0, 11, stats);
+    jdouble stats[psyedge::kStatCount];
+    psyedge::fill_stats(r, stats);
+    if (env->GetArrayLength(stats_out) < psyedge::kStatCount) return message(env, "stats_out too small");
+    env->SetDoubleArrayRegion(stats_out, 0, psyedge::kStatCount, stats);
     return nullptr;
 }
 

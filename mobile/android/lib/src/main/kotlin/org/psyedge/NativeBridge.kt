@@ -27,8 +27,8 @@ internal object NativeBridge {
     /** Prefix of a [nativeAssess] error that is the conversation's fault, not the model's. */
     const val INPUT_ERROR = "input: "
 
-    /** Stats layout of [nativeAssess] (psyedge_jni.cpp). */
-    const val STATS = 11
+    /** Length of [nativeAssess]'s statistics array: one slot per [NativeStat]. */
+    val STATS = NativeStat.entries.size
 
     @JvmStatic external fun nativeOpen(
         path: ByteArray, nCtx: Int, threads: Int, flashAttn: Boolean, nSeqMax: Int, nUbatch: Int, answerSlack: Int,

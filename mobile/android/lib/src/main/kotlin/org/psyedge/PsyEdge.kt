@@ -100,11 +100,14 @@ class PsyEdge private constructor(
         val labels = Labels.fromJson(obj, contract.schema)
         val lexMs = (System.nanoTime() - t0) / 1e6
         val timings = Timings(
-            tokenizeMs = stats[0], prefillMs = stats[1], decodeMs = stats[2], lexiconMs = lexMs,
-            totalMs = stats[3] + lexMs, decodeCalls = stats[4].toInt(), promptTokens = stats[5].toInt(),
-            cachedTokens = stats[6].toInt(), newTokens = stats[7].toInt(), guessMisses = stats[10].toInt(),
+            tokenizeMs = stats[NativeStat.TOKENIZE_MS], prefillMs = stats[NativeStat.PREFILL_MS],
+            decodeMs = stats[NativeStat.DECODE_MS], lexiconMs = lexMs, totalMs = stats[NativeStat.TOTAL_MS] + lexMs,
+            decodeCalls = stats[NativeStat.DECODE_CALLS].toInt(), promptTokens = stats[NativeStat.PROMPT_TOKENS].toInt(),
+            cachedTokens = stats[NativeStat.CACHED_TOKENS].toInt(), newTokens = stats[NativeStat.NEW_TOKENS].toInt(),
+            guessMisses = stats[NativeStat.GUESS_MISSES].toInt(),
         )
-        return Assessment(labels, probabilities, source, modelFlag, timings, prepared.trimmed || stats[9] != 0.0, hits)
+        val cut = stats[NativeStat.CUT] != 0.0
+        return Assessment(labels, probabilities, source, modelFlag, timings, prepared.trimmed || cut, hits)
     }
 
     private fun mostSevere(a: String, b: String): String {

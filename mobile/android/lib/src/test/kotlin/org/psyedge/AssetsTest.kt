@@ -19,6 +19,25 @@ class AssetsTest {
     }
 
     @Test
+    fun committedSourcesMatchTheTable() {
+        // result_stats.h and NativeStat.kt, rendered from tools/result_stats.py into build/gen-sources.
+        val fresh = Golden.genSourcesDir.walkTopDown().filter { it.isFile }.toList()
+        assertTrue("no generated sources in ${Golden.genSourcesDir}", fresh.size >= 2)
+        val stale = fresh.map { it.relativeTo(Golden.genSourcesDir).path }
+            .filter { rel -> File(Golden.rootDir, rel).let { !it.isFile || it.readText() != File(Golden.genSourcesDir, rel).readText() } }
+        assertTrue("stale generated sources $stale: run `make -C mobile/android assets` and commit", stale.isEmpty())
+    }
+
+    @Test
+    fun statsSlotsAreTheTableOrder() {
+        val names = NativeStat.entries.map { it.wire }
+        assertEquals(NativeBridge.STATS, names.size)
+        assertEquals(listOf("tokenize_ms", "total_ms", "guess_misses"), listOf(names[0], names[3], names.last()))
+        val stats = DoubleArray(NativeBridge.STATS) { it.toDouble() }
+        assertEquals(10.0, stats[NativeStat.GUESS_MISSES], 0.0)
+    }
+
+    @Test
     fun contractLoadsWithThePlanOfTheSchema() {
         val c = Golden.contract
         assertEquals(listOf("depression_level", "anxiety_level", "risk_flag", "student_distress_score"), c.plan.fields)

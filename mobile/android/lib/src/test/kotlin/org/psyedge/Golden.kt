@@ -16,6 +16,9 @@ object Golden {
 
     val assetsDir: File get() = dir("psyedge.assets")
     val genAssetsDir: File get() = dir("psyedge.genAssets")
+    val genSourcesDir: File get() = dir("psyedge.genSources")
+    /** mobile/android/, where the generated sources are committed. */
+    val rootDir: File get() = dir("psyedge.root")
     val goldenDir: File get() = dir("psyedge.golden")
     val threads: Int get() = System.getProperty("psyedge.threads", "2").toInt()
 
