@@ -80,7 +80,9 @@ GUARD := $(PY) -m pipeline.guard $(if $(REBUILD),--rebuild,)
 
 # Where a setting came from, highest precedence first: the command line, the config file, the
 # environment, the Makefile's default.
-origin_of = $(if $(filter command line,$(origin $1)),command line,$(if $(filter $1,$(CONFIGURED)),$(PSYEDGE_CONFIG),$(if $(filter environment%,$(origin $1)),environment,default)))
+origin_of = $(if $(filter command line,$(origin $1)),command line,$(call origin_below,$1))
+origin_below = $(if $(filter $1,$(CONFIGURED)),$(PSYEDGE_CONFIG),$(call origin_env,$1))
+origin_env = $(if $(filter environment%,$(origin $1)),environment,default)
 # $(call using,STAGE,VARS[,MORE]): the one line each stage prints first, so a wrong default
 # shows before it costs anything.
 using = @echo '[$1] $(foreach v,$2,$v=$($v) ($(call origin_of,$v)))$(if $3, $3)'
@@ -138,16 +140,18 @@ venv: $(VENV_OK) ## create .venv and install the SDK and toolkit from this repo
 
 # ---- configure -----------------------------------------------------------------------------
 # Variables given on this command line, for `make configure` to remember.
-CMDLINE_VARS = $(filter-out PSYEDGE_CONFIG,$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$v)))
+CMDLINE_VARS = $(filter-out PSYEDGE_CONFIG,\
+  $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$v)))
 
 .PHONY: configure config
-configure: | $(VENV_OK) ## remember settings for every later call: make configure PSYQA=... PROVIDER=gemini (VAR= forgets)
+configure: | $(VENV_OK) ## remember settings: make configure PROVIDER=gemini ... (VAR= forgets)
 	@$(PY) -m pipeline.configure --file "$(PSYEDGE_CONFIG)" --known "$(CONFIG_VARS)" \
 	  $(foreach v,$(CMDLINE_VARS),--set '$v=$($v)')
 	@echo "make config shows every setting and where it came from"
 
+NO_CONFIG = $(PSYEDGE_CONFIG) does not exist: make configure VAR=value writes it
 config: ## show every setting, its value and where it came from
-	@echo "settings ($(if $(wildcard $(PSYEDGE_CONFIG)),from $(PSYEDGE_CONFIG),$(PSYEDGE_CONFIG) does not exist: make configure VAR=value writes it)):"
+	@echo "settings ($(if $(wildcard $(PSYEDGE_CONFIG)),from $(PSYEDGE_CONFIG),$(NO_CONFIG))):"
 	@$(foreach v,$(CONFIG_VARS),printf '  %-12s = %-52s (%s)\n' '$v' '$($v)' '$(call origin_of,$v)';)
 	@echo "teacher folder: $(if $(TEACHER_KEY),$(TEACHER_DIR),(needs the venv: make venv))"
 	@echo "run folder:     $(RUN_DIR) (train with SUBMIT=$(SUBMIT))"
@@ -165,7 +169,8 @@ else ifneq ($(filter config,$(MAKECMDGOALS)),)
 -include $(if $(wildcard $(VENV_OK)),$(TEACHER_MK),)
 endif
 $(TEACHER_MK): $(LABEL_CONFIG) $(CONTRACT_SRC) pipeline/teacher.py | $(VENV_OK)
-	@$(PY) -m pipeline.teacher --provider "$(PROVIDER)" --model "$(MODEL)" --config "$(LABEL_CONFIG)" --mk $@
+	@$(PY) -m pipeline.teacher --provider "$(PROVIDER)" --model "$(MODEL)" \
+	  --config "$(LABEL_CONFIG)" --mk $@
 TEACHER_DIR = $(RESULTS_ROOT)/$(TEACHER_KEY)
 
 # ---- 1. data -------------------------------------------------------------------------------
@@ -178,7 +183,8 @@ UNIFIED_MIN := $(PROCESSED)/unified_min.jsonl
 # the current data has paid labels or a real-profile adapter downstream, the guard refuses the
 # change until REBUILD=1 confirms it.
 $(PROCESSED)/.inputs: FORCE | $(VENV_OK)
-	@$(GUARD) data --stamp $@ --paths "$(PSYQA)" "$(CPSYCOUND)" "$(CPSYCOUNE)" --text "strict=$(STRICT)" \
+	@$(GUARD) data --stamp $@ --paths "$(PSYQA)" "$(CPSYCOUND)" "$(CPSYCOUNE)" \
+	  --text "strict=$(STRICT)" \
 	  --describe "PSYQA=$(PSYQA) CPSYCOUND=$(CPSYCOUND) CPSYCOUNE=$(CPSYCOUNE) STRICT=$(STRICT)" \
 	  --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR)
 
@@ -203,18 +209,20 @@ $(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | 
 	$(call using,label,PROVIDER MODEL LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
 	@$(GUARD) prompt --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
-	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" $(if $(SHARD),--shard "$(SHARD)",)
+	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" \
+	  $(if $(SHARD),--shard "$(SHARD)",)
 	@touch $(LABELS_OK)
 
 .PHONY: label review apply-review
-label: $(LABELS_OK) ## label the shards with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai)
+label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai)
 
 review: $(LABELS_OK) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
 	$(PY) -m pipeline.review queue --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR)
 
 apply-review: | $(VENV_OK) ## merge human corrections: make apply-review REVIEWED=<file>
 	@test -n "$(REVIEWED)" || { echo "set REVIEWED=<reviewed JSONL or Label Studio export>"; exit 2; }
-	$(PY) -m pipeline.review apply --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --reviewed "$(REVIEWED)"
+	$(PY) -m pipeline.review apply --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) \
+	  --reviewed "$(REVIEWED)"
 
 # ---- 3. train ------------------------------------------------------------------------------
 SFT := $(DATA_DIR)/datasets/sft_student_mental.jsonl
@@ -225,7 +233,9 @@ MERGED := $(RUN_DIR)/merged/model.safetensors
 $(DATA_DIR)/datasets/.teacher: FORCE | $(VENV_OK)
 	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE)"
 
-$(SFT): $(LABELS_OK) $(LABELS) $(DATA_DIR)/datasets/.teacher $(UNIFIED_MIN) $(wildcard training/sft.py) $(CONTRACT_SRC) | $(VENV_OK)
+SFT_DEPS = $(LABELS_OK) $(LABELS) $(DATA_DIR)/datasets/.teacher $(UNIFIED_MIN) \
+  $(wildcard training/sft.py) $(CONTRACT_SRC)
+$(SFT): $(SFT_DEPS) | $(VENV_OK)
 	$(call using,sft,PROVIDER MODEL TEMPLATE,labels of teacher $(TEACHER_KEY))
 	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE)
 
@@ -238,12 +248,14 @@ $(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
 TRAIN_DEPS := $(SFT) training/configs/$(PROFILE).yaml $(wildcard training/train.py) $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
 $(ADAPTER): $(TRAIN_DEPS) | $(VENV_OK)
 	$(call using,train,PROFILE SUBMIT RUN BASE_MODEL SBATCH_ARGS,SFT of teacher $(TEACHER_KEY))
-	@rc=0; $(GUARD) adapter --run-dir $(RUN_DIR) --profile $(PROFILE) --sft $(SFT) --changed "$?" || rc=$$?; \
+	@rc=0; $(GUARD) adapter --run-dir $(RUN_DIR) --profile $(PROFILE) --sft $(SFT) \
+	  --changed "$?" || rc=$$?; \
 	  if [ $$rc -eq 0 ]; then \
-	    $(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" --data-dir $(DATA_DIR) \
-	      --out $(RUN_DIR) --submit $(SUBMIT) $(foreach a,$(SBATCH_ARGS),--sbatch-arg=$a); \
+	    $(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" \
+	      --data-dir $(DATA_DIR) --out $(RUN_DIR) --submit $(SUBMIT) \
+	      $(foreach a,$(SBATCH_ARGS),--sbatch-arg=$a); \
 	  elif [ $$rc -ne 3 ]; then exit $$rc; fi
-	@test -f $@ || { echo "[train] queued on SLURM; $(RUN_DIR) gets its adapter when the job ends: re-run then"; \
+	@test -f $@ || { echo "[train] queued on SLURM; $(RUN_DIR) gets its adapter when the job ends"; \
 	  $(if $(filter-out train,$(MAKECMDGOALS)),exit 3,true); }
 
 $(MERGED): $(ADAPTER) | $(VENV_OK)
@@ -295,7 +307,8 @@ $(GEMMA_GGUF): | $(VENV_OK)
 
 .PHONY: assess bench bench-gemma bench-risk
 bench-gemma: $(GEMMA_GGUF) $(LABELS_OK) | $(VENV_OK) ## the same report on Gemma-3-270M Q4_K_M (template raw)
-	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GEMMA_GGUF) --template raw $(BENCH_DATA) --out $(BENCH_DIR)/gemma
+	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GEMMA_GGUF) --template raw \
+	  $(BENCH_DATA) --out $(BENCH_DIR)/gemma
 
 assess: $(ASSESS_OUT) ## screen the demo conversations with the quantized model
 bench: $(BENCH_OUT) ## latency, memory and accuracy report (BENCH_MODE=quick|full)

@@ -6,7 +6,8 @@ every later `make` call uses them. Precedence, highest first: a `VAR=value` on t
 line (for that call only), `config.mk`, the environment, the Makefile's default. `make config`
 shows each setting and where it came from.
 
-    python -m pipeline.configure --file config.mk --known "PSYQA PROVIDER ..." --set PROVIDER=gemini ...
+    python -m pipeline.configure --file config.mk --known "PSYQA PROVIDER ..." \
+        --set PROVIDER=gemini ...
 
 A configure call changes only the variables it names and keeps the others; `VAR=` (empty) forgets
 VAR, so its default applies again. Settings tied to another follow it: a new PROVIDER forgets the
@@ -52,19 +53,24 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], None]:
     def check(name: str, value: str) -> None:
         if value not in choices:
             raise ConfigureError(f"{name}={value} is not one of {', '.join(choices)}")
+
     return check
 
 
 def _profile(name: str, value: str) -> None:
     known = sorted(p.stem for p in (ROOT / "training" / "configs").glob("*.yaml"))
     if value not in known:
-        raise ConfigureError(f"{name}={value} has no training/configs/{value}.yaml: use one of {', '.join(known)}")
+        raise ConfigureError(
+            f"{name}={value} has no training/configs/{value}.yaml: use one of {', '.join(known)}"
+        )
 
 
 def _model_dir(name: str, value: str) -> None:
     if not (Path(value).expanduser() / "config.json").is_file():
-        raise ConfigureError(f"{name}={value} is not a model folder (no config.json there): "
-                             "give a local Hugging Face model directory")
+        raise ConfigureError(
+            f"{name}={value} is not a model folder (no config.json there): "
+            "give a local Hugging Face model directory"
+        )
 
 
 #: Checks per variable (a variable without one takes any value).
@@ -100,8 +106,10 @@ def read_config(path: Path) -> dict[str, str]:
             continue
         m = _LINE.match(line)
         if not m:
-            raise ConfigureError(f"{path}:{lineno}: not a `NAME := value` line: {line!r}; "
-                                 "fix or delete the file and run `make configure` again")
+            raise ConfigureError(
+                f"{path}:{lineno}: not a `NAME := value` line: {line!r}; "
+                "fix or delete the file and run `make configure` again"
+            )
         if m["name"] != "CONFIGURED" and not m["name"].startswith("CONFIGURED_"):
             settings[m["name"]] = unescape(m["value"])
     return settings
@@ -109,12 +117,16 @@ def read_config(path: Path) -> dict[str, str]:
 
 def render(settings: dict[str, str]) -> str:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    lines = [f"# psyedge run settings, written by `make configure` ({stamp}).",
-             "# Change with `make configure VAR=value` (VAR= forgets one); `make config` shows them.",
-             "# A VAR=value on a make command line still wins, for that call only."]
+    lines = [
+        f"# psyedge run settings, written by `make configure` ({stamp}).",
+        "# Change with `make configure VAR=value` (VAR= forgets one); `make config` shows them.",
+        "# A VAR=value on a make command line still wins, for that call only.",
+    ]
     lines += [f"{name} := {escape(value)}" for name, value in settings.items()]
     lines.append(f"CONFIGURED := {' '.join(settings)}")
-    lines.append("# The configured leaders: another one on the command line brings its own tied settings.")
+    lines.append(
+        "# The configured leaders: another one on the command line brings its own tied settings."
+    )
     lines += [f"CONFIGURED_{name} := {escape(settings.get(name, ''))}" for name in TIED]
     return "\n".join(lines) + "\n"
 
@@ -128,7 +140,9 @@ def configure(path: Path, known: list[str], assignments: list[str]) -> dict[str,
         if not sep:
             raise ConfigureError(f"--set {item!r}: expected NAME=value")
         if name not in known:
-            raise ConfigureError(f"{name} is not a setting make configure knows; known: {', '.join(known)}")
+            raise ConfigureError(
+                f"{name} is not a setting make configure knows; known: {', '.join(known)}"
+            )
         if value == "":
             settings.pop(name, None)
             continue
@@ -145,8 +159,12 @@ def configure(path: Path, known: list[str], assignments: list[str]) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.configure", description=__doc__.splitlines()[0])
-    ap.add_argument("--file", type=Path, required=True, help="the config file the Makefile includes")
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.configure", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument(
+        "--file", type=Path, required=True, help="the config file the Makefile includes"
+    )
     ap.add_argument("--known", required=True, help="space-separated names of the settings")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args(argv)

@@ -55,14 +55,16 @@ def _setting(name: str, default: str) -> str:
     flag = _flag(name)
     if flag is not None:
         return flag
-    configured = read_config(Path(_flag("PSYEDGE_CONFIG") or os.environ.get("PSYEDGE_CONFIG", "config.mk")))
+    config_file = _flag("PSYEDGE_CONFIG") or os.environ.get("PSYEDGE_CONFIG", "config.mk")
+    configured = read_config(Path(config_file))
     return configured.get(name) or os.environ.get(name, default)
 
 
 def artifacts() -> dict[str, Path]:
     """Where each stage's main output lands, for the closing summary."""
     data = Path(_setting("DATA_DIR", "data"))
-    teacher = folder_name(resolve(Path(_setting("LABEL_CONFIG", "pipeline/label_config.yaml")), "rules", None))
+    label_config = Path(_setting("LABEL_CONFIG", "pipeline/label_config.yaml"))
+    teacher = folder_name(resolve(label_config, "rules", None))
     run = Path(_setting("MODELS_DIR", "models")) / _setting("RUN", _setting("PROFILE", "tiny"))
     reports = Path(_setting("REPORTS_DIR", "reports"))
     return {

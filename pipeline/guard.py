@@ -42,7 +42,12 @@ class Stop(Exception):
 
 def _labeled_ids(teacher: TeacherDir) -> set[str]:
     """Ids this teacher folder holds a label for, in any journal (current, old input, retired)."""
-    return {r["id"] for path in label_journals(teacher.path) for r in read_rows(path, repair=False) if "id" in r}
+    return {
+        r["id"]
+        for path in label_journals(teacher.path)
+        for r in read_rows(path, repair=False)
+        if "id" in r
+    }
 
 
 def _current_ids(data_dir: Path) -> set[str]:
@@ -70,25 +75,41 @@ def check_data(old: str, new: str, data_dir: Path, models_dir: Path, rebuild: bo
     """The data inputs go from `old` to `new` (descriptions); stop if the current data has paid
     labels or a trained real-profile adapter downstream."""
     ids = _current_ids(data_dir)
-    paid = [(t, len(_labeled_ids(t) & ids)) for t in teacher_dirs(data_dir / "labeling" / "results") if t.paid]
+    paid = [
+        (t, len(_labeled_ids(t) & ids))
+        for t in teacher_dirs(data_dir / "labeling" / "results")
+        if t.paid
+    ]
     paid = [(t, n) for t, n in paid if n]
     runs = _trained_runs(models_dir, data_dir / "datasets" / "sft_student_mental.jsonl")
     if not paid and not runs:
         return
-    held = [f"  {t.path}: {n:,} labels of the current data by {t.provider}/{t.model}" for t, n in paid]
-    held += [f"  {run}/adapter: trained ({profile} profile) on the current SFT set" for run, profile in runs]
+    held = [
+        f"  {t.path}: {n:,} labels of the current data by {t.provider}/{t.model}" for t, n in paid
+    ]
+    held += [
+        f"  {run}/adapter: trained ({profile} profile) on the current SFT set"
+        for run, profile in runs
+    ]
     if rebuild:
         print("REBUILD=1: rebuilding the data; kept on disk:\n" + "\n".join(held))
         return
-    raise Stop("\n".join([
-        "the data inputs changed, and what was made from the current data is expensive to redo:",
-        f"  was: {old}", f"  now: {new}", *held,
-        "Rebuilding replaces data/processed and the labeling shards; `make label` would then send every "
-        "new record to the teacher and `make train` would retrain. The labels above stay on disk (and "
-        "are reused for any conversation they cover).",
-        f"To rebuild: {CONFIRM}. To keep the current data: set the inputs back "
-        "(`make configure VAR=value`, or drop the VAR=value from the command line).",
-    ]))
+    raise Stop(
+        "\n".join(
+            [
+                "the data inputs changed, and what the current data fed is expensive to redo:",
+                f"  was: {old}",
+                f"  now: {new}",
+                *held,
+                "Rebuilding replaces data/processed and the labeling shards; `make label` would "
+                "then send every new record to the teacher and `make train` would retrain. The "
+                "labels above stay on disk (and "
+                "are reused for any conversation they cover).",
+                f"To rebuild: {CONFIRM}. To keep the current data: set the inputs back "
+                "(`make configure VAR=value`, or drop the VAR=value from the command line).",
+            ]
+        )
+    )
 
 
 def check_prompt(results_root: Path, teacher_key: str, rebuild: bool) -> None:
@@ -97,19 +118,31 @@ def check_prompt(results_root: Path, teacher_key: str, rebuild: bool) -> None:
     me = next((t for t in teachers if t.path.name == teacher_key), None)
     if me is None or not me.paid or _labeled_ids(me):
         return  # nothing paid, or this identity already has labels (a resume): go on
-    older = [(t, len(_labeled_ids(t))) for t in teachers
-             if t.path.name != teacher_key and (t.provider, t.model) == (me.provider, me.model)]
+    older = [
+        (t, len(_labeled_ids(t)))
+        for t in teachers
+        if t.path.name != teacher_key and (t.provider, t.model) == (me.provider, me.model)
+    ]
     older = [(t, n) for t, n in older if n]
     if not older or rebuild:
         return
-    held = [f"  {t.path}: {n:,} labels (prompt {t.prompt_version}, contract {t.contract_version})"
-            for t, n in older]
-    raise Stop("\n".join([
-        f"the teacher prompt or label contract changed (now prompt {me.prompt_version}, contract "
-        f"{me.contract_version}); {me.provider}/{me.model} has labels only under the old one(s):", *held,
-        f"Labeling now sends every sample to {me.provider} again, into {me.path}; the old labels stay.",
-        f"To relabel: {CONFIRM}.",
-    ]))
+    held = [
+        f"  {t.path}: {n:,} labels (prompt {t.prompt_version}, contract {t.contract_version})"
+        for t, n in older
+    ]
+    raise Stop(
+        "\n".join(
+            [
+                f"the teacher prompt or label contract changed (now prompt {me.prompt_version}, "
+                f"contract {me.contract_version}); {me.provider}/{me.model} has labels only "
+                "under the old one(s):",
+                *held,
+                f"Labeling now sends every sample to {me.provider} again, into {me.path}; "
+                "the old labels stay.",
+                f"To relabel: {CONFIRM}.",
+            ]
+        )
+    )
 
 
 def check_adapter(run_dir: Path, profile: str, sft: Path, changed: list[str], rebuild: bool) -> int:
@@ -122,24 +155,39 @@ def check_adapter(run_dir: Path, profile: str, sft: Path, changed: list[str], re
     if [str(sft)] == changed and info.get("sft_sha256") == file_sha256(sft):
         # Rewritten with the same content (a teacher switched and back): the training is current.
         os.utime(weights)
-        print(f"{weights}: trained on this exact SFT set already (sha256 equal): nothing to retrain")
+        print(
+            f"{weights}: trained on this exact SFT set already (sha256 equal): nothing to retrain"
+        )
         return EXIT_UP_TO_DATE
     if rebuild:
         print(f"REBUILD=1: retraining {run_dir} (profile {profile}); its adapter is replaced")
         return EXIT_GO
-    raise Stop("\n".join([
-        f"{run_dir} holds an adapter trained on the {profile} profile, and its inputs changed since:",
-        *[f"  {path}" for path in changed],
-        "make would retrain and replace it. To retrain: " + CONFIRM + ". To keep it and train the "
-        "change as another run: RUN=<name> (models/<name>).",
-    ]))
+    raise Stop(
+        "\n".join(
+            [
+                f"{run_dir} holds an adapter trained on the {profile} profile, and its inputs "
+                "changed since:",
+                *[f"  {path}" for path in changed],
+                "make would retrain and replace it. To retrain: "
+                + CONFIRM
+                + ". To keep it and train the "
+                "change as another run: RUN=<name> (models/<name>).",
+            ]
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.guard", description=__doc__.splitlines()[0])
-    ap.add_argument("--rebuild", action="store_true", help="REBUILD=1: the user confirmed the rebuild")
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.guard", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument(
+        "--rebuild", action="store_true", help="REBUILD=1: the user confirmed the rebuild"
+    )
     sub = ap.add_subparsers(dest="what", required=True)
-    d = sub.add_parser("data", help="rewrite the data-input stamp, unless that would stale paid work")
+    d = sub.add_parser(
+        "data", help="rewrite the data-input stamp, unless that would stale paid work"
+    )
     d.add_argument("--stamp", type=Path, required=True)
     d.add_argument("--paths", nargs="*", default=[])
     d.add_argument("--text", default="", help="fingerprinted with the paths (variables)")
@@ -158,15 +206,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.what == "data":
             old = read_stamp(args.stamp)
-            if old is not None and update_stamp(args.stamp, args.paths, args.text, args.describe, dry_run=True):
-                check_data(old[1] or "(not recorded)", args.describe, args.data_dir, args.models_dir,
-                           args.rebuild)
+            if old is not None and update_stamp(
+                args.stamp, args.paths, args.text, args.describe, dry_run=True
+            ):
+                check_data(
+                    old[1] or "(not recorded)",
+                    args.describe,
+                    args.data_dir,
+                    args.models_dir,
+                    args.rebuild,
+                )
             update_stamp(args.stamp, args.paths, args.text, args.describe)
             return EXIT_GO
         if args.what == "prompt":
             check_prompt(args.results_root, args.teacher, args.rebuild)
             return EXIT_GO
-        return check_adapter(args.run_dir, args.profile, args.sft, args.changed.split(), args.rebuild)
+        return check_adapter(
+            args.run_dir, args.profile, args.sft, args.changed.split(), args.rebuild
+        )
     except Stop as exc:
         print(f"make: stopped, nothing was rebuilt: {exc}", file=sys.stderr)
         return EXIT_STOP

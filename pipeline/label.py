@@ -379,8 +379,9 @@ def merge(shard_paths: list[Path], results_dir: Path, key: RunKey, cfg: LabelCon
     if present < len(shard_paths):
         log.warning("dataset.jsonl covers %d of %d shards (label the rest, e.g. the SLURM array)",
                     present, len(shard_paths))
-    return {"labeled": n_rows, "failed": len(fails), "shards_merged": present, "shards": len(shard_paths),
-            "failed_by_reason": dict(Counter(f.get("reason", "?") for f in fails).most_common())}
+    by_reason = Counter(f.get("reason", "?") for f in fails)
+    return {"labeled": n_rows, "failed": len(fails), "shards_merged": present,
+            "shards": len(shard_paths), "failed_by_reason": dict(by_reason.most_common())}
 
 
 def failure_summary(summary: dict[str, Any], max_share: float) -> tuple[str, bool]:
@@ -388,8 +389,8 @@ def failure_summary(summary: dict[str, Any], max_share: float) -> tuple[str, boo
     total = summary["labeled"] + summary["failed"]
     share = summary["failed"] / total if total else 0.0
     reasons = ", ".join(f"{r} {n}" for r, n in summary["failed_by_reason"].items()) or "none"
-    line = (f"failed {summary['failed']} of {total} ({share:.1%}; max_failed_share {max_share:.0%}), "
-            f"by reason: {reasons}")
+    line = (f"failed {summary['failed']} of {total} ({share:.1%}; "
+            f"max_failed_share {max_share:.0%}), by reason: {reasons}")
     return line, share > max_share
 
 
@@ -467,7 +468,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--model", help="model name (default: the provider's model in the config)")
     ap.add_argument("--data-dir", required=True, type=Path, help="folder with labeling/input_part_NNNN.jsonl")
     ap.add_argument("--config", required=True, type=Path, help="label_config.yaml")
-    ap.add_argument("--results-dir", type=Path, help="where results go (default: DATA_DIR/labeling/results)")
+    ap.add_argument("--results-dir", type=Path,
+                    help="where results go (default: DATA_DIR/labeling/results)")
     ap.add_argument("--shard", help="label only this shard (e.g. 0007; a SLURM array task)")
     ap.add_argument("--merge-only", action="store_true", help="only merge shard results into dataset.jsonl")
     ap.add_argument("--concurrency", type=int, help="override the config's concurrency")
@@ -520,9 +522,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         if too_many:
             # The next stage must not train on what is left: a non-zero exit stops make here.
-            print(f"error: {line}: the results are kept in {results_dir} (failed.jsonl has each error); "
-                  "fix the cause and re-run the same command: only the failed samples are sent again",
-                  file=sys.stderr)
+            print(f"error: {line}: the results are kept in {results_dir} (failed.jsonl has "
+                  "each error); fix the cause and re-run the same command: only the failed "
+                  "samples are sent again", file=sys.stderr)
             log.error("too many failures: %s", line)
             return EXIT_FAILED
         return EXIT_OK

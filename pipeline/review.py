@@ -262,17 +262,20 @@ def apply_reviewed(data_dir: Path, reviewed: Path, results: Path | None = None) 
     return counts
 
 
+RESULTS_HELP = "the teacher's results folder (default DATA_DIR/labeling/results)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.review", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("queue", help="write the review queue (JSONL + Label Studio import)")
     q.add_argument("--data-dir", required=True, type=Path)
-    q.add_argument("--results-dir", type=Path, help="the teacher's results (default DATA_DIR/labeling/results)")
+    q.add_argument("--results-dir", type=Path, help=RESULTS_HELP)
     q.add_argument("--fraction", type=float, default=0.03, help="random share of the rest to review (default 3%%)")
     q.add_argument("--seed", type=int, default=0)
     a = sub.add_parser("apply", help="merge reviewed labels into dataset.jsonl")
     a.add_argument("--data-dir", required=True, type=Path)
-    a.add_argument("--results-dir", type=Path, help="the teacher's results (default DATA_DIR/labeling/results)")
+    a.add_argument("--results-dir", type=Path, help=RESULTS_HELP)
     a.add_argument("--reviewed", required=True, type=Path, help="reviewed JSONL or Label Studio JSON export")
     args = ap.parse_args(argv)
     try:

@@ -43,7 +43,8 @@ def read_stamp(out: Path) -> tuple[str, str] | None:
     return digest, describe.strip()
 
 
-def update_stamp(out: Path, paths: list[str], text: str = "", describe: str = "", dry_run: bool = False) -> bool:
+def update_stamp(out: Path, paths: list[str], text: str = "", describe: str = "",
+                 dry_run: bool = False) -> bool:
     """Write `out` if its fingerprint changed (`dry_run`: only say so); return whether it changed.
 
     `PSYEDGE_STAMP_SALT` is mixed in so a test can force a rerun without touching inputs.

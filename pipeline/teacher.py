@@ -33,7 +33,9 @@ from psyedge.prompt import prompt_hash
 FREE_PROVIDERS: frozenset[str] = frozenset({"rules"})
 SEP = "__"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_FOLDER = re.compile(r"^(?P<provider>[^_]+)__(?P<model>.+)__prompt-(?P<prompt>[0-9a-f]+)__contract-(?P<contract>.+)$")
+_FOLDER = re.compile(
+    r"^(?P<provider>[^_]+)__(?P<model>.+)__prompt-(?P<prompt>[0-9a-f]+)__contract-(?P<contract>.+)$"
+)
 
 
 def _safe(part: str) -> str:
@@ -42,13 +44,19 @@ def _safe(part: str) -> str:
 
 
 def folder_name(key: RunKey) -> str:
-    """The results folder of a teacher identity (stable: the same key always gives the same name)."""
-    return SEP.join((_safe(key.provider), _safe(key.model), f"prompt-{key.prompt_version}",
-                     f"contract-{_safe(key.contract_version)}"))
+    """The results folder of a teacher identity (the same key always gives the same name)."""
+    return SEP.join(
+        (
+            _safe(key.provider),
+            _safe(key.model),
+            f"prompt-{key.prompt_version}",
+            f"contract-{_safe(key.contract_version)}",
+        )
+    )
 
 
 def resolve(config: Path, provider: str, model: str | None) -> RunKey:
-    """The identity `make label PROVIDER=... MODEL=...` labels under (the model defaults from config)."""
+    """The identity `make label PROVIDER=... MODEL=...` labels under (model default: config)."""
     cfg = load_config(config, provider, model)
     return RunKey(cfg.provider, cfg.model, prompt_hash(), CONTRACT_VERSION)
 
@@ -82,16 +90,23 @@ def teacher_dirs(results_root: Path) -> list[TeacherDir]:
 def write_mk(out: Path, key: RunKey) -> None:
     """Write the make include for `key` (always: make reruns this only when an input is newer)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, "# written by python -m pipeline.teacher: the teacher's results folder\n"
-                           f"TEACHER_KEY := {folder_name(key)}\n")
+    atomic_write_text(
+        out,
+        "# written by python -m pipeline.teacher: the teacher's results folder\n"
+        f"TEACHER_KEY := {folder_name(key)}\n",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.teacher", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.teacher", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--provider", required=True)
     ap.add_argument("--model", default="")
     ap.add_argument("--config", required=True, type=Path)
-    ap.add_argument("--mk", type=Path, help="write a make include here (else print the folder name)")
+    ap.add_argument(
+        "--mk", type=Path, help="write a make include here (else print the folder name)"
+    )
     args = ap.parse_args(argv)
     try:
         key = resolve(args.config, args.provider, args.model or None)

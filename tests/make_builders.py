@@ -20,23 +20,42 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "label"))
 from fake_gemini import FakeGemini, expected_labels, prompt_key  # noqa: E402
 
-__all__ = ["ROOT", "FakeGemini", "Make", "expected_labels", "fast_label_config", "jsonl", "prompt_key",
-           "teacher_dir"]
+__all__ = [
+    "ROOT",
+    "FakeGemini",
+    "Make",
+    "expected_labels",
+    "fast_label_config",
+    "jsonl",
+    "prompt_key",
+    "teacher_dir",
+]
 
 
 class Make:
-    """`make` in the checkout with the test's config file; `run(...)` returns the finished process."""
+    """`make` in the checkout with the test's config file; `run` returns the finished process."""
 
     def __init__(self, tmp: Path, **env: str) -> None:
         self.tmp = tmp
-        self.env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+        }
         self.env.update(PSYEDGE_CONFIG=str(tmp / "config.mk"), **env)
         self.log: list[str] = []
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> Any:
-        proc = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=timeout)
-        self.log.append(f"$ make {' '.join(args)}  -> {proc.returncode}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        proc = subprocess.run(
+            ["make", "--no-print-directory", *args],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        self.log.append(
+            f"$ make {' '.join(args)}  -> {proc.returncode}\n"
+            f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
         return proc
 
     def ok(self, *args: str, **kwargs: Any) -> Any:
@@ -46,8 +65,12 @@ class Make:
 
     def folders(self, **extra: str) -> None:
         """Configure the test's own data, models and reports folders (and any `extra` settings)."""
-        settings = {"DATA_DIR": self.tmp / "data", "MODELS_DIR": self.tmp / "models",
-                    "REPORTS_DIR": self.tmp / "reports", **extra}
+        settings = {
+            "DATA_DIR": self.tmp / "data",
+            "MODELS_DIR": self.tmp / "models",
+            "REPORTS_DIR": self.tmp / "reports",
+            **extra,
+        }
         self.ok("configure", *(f"{k}={v}" for k, v in settings.items()))
 
 

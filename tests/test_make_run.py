@@ -52,14 +52,21 @@ def _sent(fake: FakeGemini) -> int:
 def test_configure_config_and_command_line_overrides(tmp_path: Path, fake: FakeGemini) -> None:
     make = _make(tmp_path, fake, PROVIDER="gemini", MODEL="gemini-2.5-flash")
     config = tmp_path / "config.mk"
-    assert "PROVIDER := gemini" in config.read_text() and "MODEL := gemini-2.5-flash" in config.read_text()
+    assert (
+        "PROVIDER := gemini" in config.read_text()
+        and "MODEL := gemini-2.5-flash" in config.read_text()
+    )
     shown = make.ok("config").stdout
     assert "PROVIDER     = gemini" in shown and f"({config})" in shown
     assert "PSYQA        = pipeline/samples/psyqa_sample.json" in shown and "(default)" in shown
     assert "gemini__gemini-2.5-flash__prompt-" in shown
     # A provider on the command line wins for this call and brings its own model.
     once = make.ok("config", "PROVIDER=rules").stdout
-    assert "PROVIDER     = rules" in once and "(command line)" in once and "rules__rules-v1__prompt-" in once
+    assert (
+        "PROVIDER     = rules" in once
+        and "(command line)" in once
+        and "rules__rules-v1__prompt-" in once
+    )
     assert "gemini-2.5-flash" not in once
     assert "PROVIDER := gemini" in config.read_text(), "a command-line value must not be remembered"
     before = config.read_text()
@@ -72,7 +79,9 @@ def test_configure_config_and_command_line_overrides(tmp_path: Path, fake: FakeG
     assert "MODEL :=" not in config.read_text() and "PROVIDER := gemini" in config.read_text()
 
 
-def test_changed_input_with_paid_labels_stops_until_confirmed(tmp_path: Path, fake: FakeGemini) -> None:
+def test_changed_input_with_paid_labels_stops_until_confirmed(
+    tmp_path: Path, fake: FakeGemini
+) -> None:
     a = _inputs(tmp_path / "a", (1, 3, 5, 6))
     b = _inputs(tmp_path / "b", (5, 6, 9, 12))
     make = _make(tmp_path, fake, PROVIDER="gemini", **a)
@@ -87,13 +96,20 @@ def test_changed_input_with_paid_labels_stops_until_confirmed(tmp_path: Path, fa
     stopped = make.run("label", f"CPSYCOUND={b['CPSYCOUND']}")
     assert stopped.returncode != 0
     assert "REBUILD=1" in stopped.stderr and f"CPSYCOUND={a['CPSYCOUND']}" in stopped.stderr
-    assert str(gemini) in stopped.stderr and "labels of the current data by gemini" in stopped.stderr
+    assert (
+        str(gemini) in stopped.stderr and "labels of the current data by gemini" in stopped.stderr
+    )
     assert unified.stat().st_mtime_ns == built and _sent(fake) == labeled
 
     make.ok("label", f"CPSYCOUND={b['CPSYCOUND']}", "REBUILD=1")
     b_ids = {r["id"] for r in jsonl(gemini / "dataset.jsonl")}
     assert b_ids != a_ids and _sent(fake) > labeled
-    kept = {r["id"] for p in gemini.glob("input_part_*.jsonl") if ".failed" not in p.name for r in jsonl(p)}
+    kept = {
+        r["id"]
+        for p in gemini.glob("input_part_*.jsonl")
+        if ".failed" not in p.name
+        for r in jsonl(p)
+    }
     assert a_ids <= kept, "labels of the old input left the teacher's folder"
 
     # Back to the configured input: confirmed again, and every label comes from disk.
@@ -103,7 +119,9 @@ def test_changed_input_with_paid_labels_stops_until_confirmed(tmp_path: Path, fa
     assert {r["id"] for r in jsonl(gemini / "dataset.jsonl")} == a_ids and _sent(fake) == sent
 
 
-def test_a_failed_labeling_run_stops_make_and_keeps_its_results(tmp_path: Path, fake: FakeGemini) -> None:
+def test_a_failed_labeling_run_stops_make_and_keeps_its_results(
+    tmp_path: Path, fake: FakeGemini
+) -> None:
     make = _make(tmp_path, fake, PROVIDER="gemini", **_inputs(tmp_path / "in", (1, 3)))
     fake.faults = lambda key, n, reask: "503"
     failed = make.run("sft")
@@ -137,7 +155,9 @@ def test_a_real_profile_adapter_is_not_retrained_silently(tmp_path: Path) -> Non
     sft.write_text('{"id": "a"}\n')
     (run / "adapter").mkdir(parents=True)
     (run / guard.ADAPTER_WEIGHTS).write_bytes(b"weights")
-    (run / guard.TRAIN_MANIFEST).write_text(json.dumps({"profile": "a40", "sft_sha256": file_sha256(sft)}))
+    (run / guard.TRAIN_MANIFEST).write_text(
+        json.dumps({"profile": "a40", "sft_sha256": file_sha256(sft)})
+    )
     assert guard.check_adapter(run, "a40", sft, [str(sft)], rebuild=False) == guard.EXIT_UP_TO_DATE
     with pytest.raises(guard.Stop, match="training/train.py"):
         guard.check_adapter(run, "a40", sft, ["training/train.py"], rebuild=False)

@@ -39,13 +39,15 @@ A40_STAND_IN = ["PROFILE=tiny", "SUBMIT=local"]
 def readme_block() -> list[str]:
     """The first bash block of README's real-run section, continuation lines joined."""
     text = (ROOT / "README.md").read_text("utf-8")
-    section = text[text.index(SECTION):]
+    section = text[text.index(SECTION) :]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
     assert block, f"README.md: no ```bash block under {SECTION!r}"
     return [line for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def make_calls(lines: list[str], real_data: Path, api_key: str) -> list[tuple[dict[str, str], list[str]]]:
+def make_calls(
+    lines: list[str], real_data: Path, api_key: str
+) -> list[tuple[dict[str, str], list[str]]]:
     """(environment, make arguments) per line, with the stand-ins of the module docstring."""
     calls = []
     a40_lines = 0
@@ -110,12 +112,27 @@ def _sample_prompts(tmp: Path) -> set[str]:
     from pipeline import clean
 
     samples = ROOT / "pipeline" / "samples"
-    assert clean.main(["--psyqa", str(samples / "psyqa_sample.json"), "--cpsycound", str(samples / "CPsyCounD"),
-                       "--cpsycoune", str(samples / "CPsyCounE"), "--data-dir", str(tmp)]) == 0
+    assert (
+        clean.main(
+            [
+                "--psyqa",
+                str(samples / "psyqa_sample.json"),
+                "--cpsycound",
+                str(samples / "CPsyCounD"),
+                "--cpsycoune",
+                str(samples / "CPsyCounE"),
+                "--data-dir",
+                str(tmp),
+            ]
+        )
+        == 0
+    )
     return set(_prompts(jsonl(tmp / "processed" / "unified_min.jsonl")).values())
 
 
-def test_labels_are_gemini_for_every_real_record_each_sent_once(real_run: RealRun, tmp_path: Path) -> None:
+def test_labels_are_gemini_for_every_real_record_each_sent_once(
+    real_run: RealRun, tmp_path: Path
+) -> None:
     student = jsonl(real_run.data / "processed" / "unified_min.jsonl")
     assert len(student) > 1000, "the real student subset"
     prompts = _prompts(student)
@@ -123,7 +140,9 @@ def test_labels_are_gemini_for_every_real_record_each_sent_once(real_run: RealRu
     # Each distinct real prompt reached the server exactly once; nothing else did.
     assert set(stats.first_requests) == set(prompts.values())
     assert set(stats.first_requests.values()) == {1}
-    assert not set(stats.requests) & _sample_prompts(tmp_path / "samples"), "a sample record was sent"
+    assert not set(stats.requests) & _sample_prompts(tmp_path / "samples"), (
+        "a sample record was sent"
+    )
     # The SFT set is every real student record with the Gemini answer as its output.
     sft = {r["id"]: r for r in jsonl(real_run.data / "datasets" / "sft_student_mental.jsonl")}
     assert set(sft) == set(prompts)

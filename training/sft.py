@@ -240,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"validation share per risk flag (default {VAL_FRACTION})")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="leave refused records out (listed in sft_stats.json) instead of failing")
-    parser.add_argument("--labels", type=Path, help=f"labels JSONL (default: DATA_DIR/{LABELS_PATH})")
+    parser.add_argument("--labels", type=Path,
+                        help=f"labels JSONL (default: DATA_DIR/{LABELS_PATH})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        stats = build_sft(args.data_dir, args.template, args.val_fraction, args.skip_invalid, args.labels)
+        stats = build_sft(args.data_dir, args.template, args.val_fraction, args.skip_invalid,
+                          args.labels)
     except (SftError, JsonlError, InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

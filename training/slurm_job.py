@@ -1,4 +1,4 @@
-"""One SLURM job per run: the submitted job id is recorded, and nothing submits again while it lives.
+"""One SLURM job per run: its id is recorded, and nothing submits the run again while it lives.
 
 A queued or running training job has not written its adapter yet, so to make the run looks
 untrained: `make merge` would submit a second job into the same folder (two trainers writing one
@@ -23,11 +23,24 @@ from pathlib import Path
 from pipeline.io import atomic_write_json
 
 RECORD = "slurm_job.json"
-#: SLURM job states in which the job may still write to the run folder (squeue(1) "JOB STATE CODES").
-LIVE_STATES: frozenset[str] = frozenset({
-    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
-    "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "STAGE_OUT", "RESV_DEL_HOLD",
-})
+#: Job states in which the job may still write to the run folder (squeue(1) "JOB STATE CODES").
+LIVE_STATES: frozenset[str] = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "SUSPENDED",
+        "STOPPED",
+        "SIGNALING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "RESIZING",
+        "STAGE_OUT",
+        "RESV_DEL_HOLD",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -46,12 +59,18 @@ def log_path(run_dir: Path, job_id: str) -> Path:
 
 def record(run_dir: Path, job_id: str) -> None:
     """Remember the submitted job (atomically; the last submission wins)."""
-    atomic_write_json(run_dir / RECORD, {"job_id": job_id, "log": str(log_path(run_dir, job_id)),
-                                         "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    atomic_write_json(
+        run_dir / RECORD,
+        {
+            "job_id": job_id,
+            "log": str(log_path(run_dir, job_id)),
+            "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
 
 
 def job_state(job_id: str) -> str:
-    """SLURM's state of the job; GONE once slurmctld forgot it (finished long ago) or no SLURM here."""
+    """SLURM's state of the job; GONE once slurmctld forgot it (ended long ago) or no SLURM here."""
     if shutil.which("scontrol") is None:
         return "GONE"  # no SLURM client on this machine: nothing here can submit either
     proc = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True)
@@ -67,14 +86,21 @@ def live_job(run_dir: Path) -> Job | None:
     info = json.loads(path.read_text("utf-8"))
     job_id = str(info["job_id"])
     state = job_state(job_id)
-    return Job(job_id, state, info.get("log", str(log_path(run_dir, job_id)))) if state in LIVE_STATES else None
+    return (
+        Job(job_id, state, info.get("log", str(log_path(run_dir, job_id))))
+        if state in LIVE_STATES
+        else None
+    )
 
 
 def busy_message(run_dir: Path, job: Job) -> str:
     """One line refusing to build or submit anything of `run_dir` while `job` lives."""
-    return (f"{run_dir}: SLURM job {job.job_id} is {job.state} (log {job.log}); this run is not submitted "
-            f"again while it lives: wait for it (squeue -j {job.job_id}) or cancel it (scancel {job.job_id}), "
-            "then re-run the same command")
+    return (
+        f"{run_dir}: SLURM job {job.job_id} is {job.state} (log {job.log}); this run is not "
+        f"submitted again while it lives: wait for it (squeue -j {job.job_id}) or cancel it "
+        f"(scancel {job.job_id}), "
+        "then re-run the same command"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,7 +102,7 @@ def sbatch_command(job: Job, extra: list[str]) -> list[str]:
     if job.config_path != profile_path(job.profile).resolve():
         args += ["--config", str(job.config_path)]
     return ["sbatch", "--parsable", f"--job-name=psyedge-{job.out.name}",
-            f"--output={job.out / 'logs' / 'slurm-%j.out'}", *extra, str(SBATCH_SCRIPT), *args]
+            f"--output={slurm_job.log_path(job.out, '%j')}", *extra, str(SBATCH_SCRIPT), *args]
 
 
 def submit_slurm(job: Job, extra: list[str]) -> str:

@@ -154,7 +154,8 @@ def finalize(files: ShardFiles, input_ids: list[str], key: RunKey) -> dict[str, 
         for r in retire:
             retired.write(r)
         retired.close()
-        log.info("%s: %d labeled row(s) of other ids or keys kept in %s", files.name, len(retire), files.retired)
+        log.info("%s: %d labeled row(s) of other ids or keys kept in %s", files.name,
+                 len(retire), files.retired)
     write_jsonl(files.results, lab)
     write_jsonl(files.failed, fail)
     missing = len(order) - len(lab) - len(fail)

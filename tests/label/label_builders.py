@@ -65,10 +65,11 @@ models:
 
 
 def write_config(path: Path, concurrency: int = 8, rpm: float = 0, timeout: float = 0.5, api_version: str = "v1beta",
-                 wait: float = 10, openai_url: str = "http://127.0.0.1:9/v1", max_failed_share: float = 1.0) -> Path:
+                 wait: float = 10, openai_url: str = "http://127.0.0.1:9/v1",
+                 max_failed_share: float = 1.0) -> Path:
     path.write_text(FAST_CONFIG.format(concurrency=concurrency, rpm=rpm, timeout=timeout, api_version=api_version,
-                                       wait=wait, openai_url=openai_url, max_failed_share=max_failed_share),
-                    encoding="utf-8")
+                                       wait=wait, openai_url=openai_url,
+                                       max_failed_share=max_failed_share), encoding="utf-8")
     return path
 
 

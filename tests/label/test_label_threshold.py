@@ -17,11 +17,14 @@ from psyedge.prompt import instruction_and_transcript
 
 
 def _run(data: Path, cfg: Path, *extra: str) -> int:
-    return label.main(["--provider", "gemini", "--data-dir", str(data), "--config", str(cfg), *extra])
+    return label.main(
+        ["--provider", "gemini", "--data-dir", str(data), "--config", str(cfg), *extra]
+    )
 
 
-def test_failures_above_the_threshold_exit_4_and_keep_results(tmp_path: Path, fake: FakeGemini, gemini_env: dict,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_failures_above_the_threshold_exit_4_and_keep_results(
+    tmp_path: Path, fake: FakeGemini, gemini_env: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     ids = write_shards(tmp_path, shards=2, per_shard=10)
     bad = set(ids[::4])  # 5 of 20 (25%) always answer an unknown risk_flag
     first_id_of = {}
@@ -43,19 +46,27 @@ def test_failures_above_the_threshold_exit_4_and_keep_results(tmp_path: Path, fa
     assert _run(tmp_path, cfg) == label.EXIT_FAILED
     assert sum(fake.stats.requests.values()) - sent == 3 * len(bad)
     # Under the threshold the same run succeeds.
-    assert _run(tmp_path, write_config(tmp_path / "c2.yaml", max_failed_share=0.25)) == label.EXIT_OK
+    assert (
+        _run(tmp_path, write_config(tmp_path / "c2.yaml", max_failed_share=0.25)) == label.EXIT_OK
+    )
 
 
-def test_every_sample_failed_is_an_error(tmp_path: Path, fake: FakeGemini, gemini_env: dict,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_sample_failed_is_an_error(
+    tmp_path: Path, fake: FakeGemini, gemini_env: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake.faults = lambda key, n, reask: "503"
     write_shards(tmp_path, shards=1, per_shard=3)
-    assert _run(tmp_path, write_config(tmp_path / "c.yaml", max_failed_share=0.05)) == label.EXIT_FAILED
+    assert (
+        _run(tmp_path, write_config(tmp_path / "c.yaml", max_failed_share=0.05))
+        == label.EXIT_FAILED
+    )
     assert "by reason: transient_errors 3" in capsys.readouterr().err
     assert len(read_jsonl(tmp_path / "labeling/results/failed.jsonl")) == 3
 
 
-def test_a_rebuilt_input_retires_labels_and_reuses_them(tmp_path: Path, fake: FakeGemini, gemini_env: dict) -> None:
+def test_a_rebuilt_input_retires_labels_and_reuses_them(
+    tmp_path: Path, fake: FakeGemini, gemini_env: dict
+) -> None:
     """Input A labeled, input B (other records) labeled, A again: A's labels come back unsent."""
     cfg = write_config(tmp_path / "c.yaml")
     lab = tmp_path / "labeling"
@@ -66,7 +77,8 @@ def test_a_rebuilt_input_retires_labels_and_reuses_them(tmp_path: Path, fake: Fa
     for p in lab.glob("input_part_*.jsonl"):
         p.unlink()
     (lab / "input_part_0000.jsonl").write_text(
-        saved["input_part_0001.jsonl"].replace('"t1-', '"b1-'), encoding="utf-8")  # same texts, new ids
+        saved["input_part_0001.jsonl"].replace('"t1-', '"b1-'), encoding="utf-8"
+    )  # same texts, new ids
     assert _run(tmp_path, cfg) == 0
     assert sum(fake.stats.requests.values()) == 8, "a known prompt was sent again"
     res = lab / "results"
