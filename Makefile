@@ -207,7 +207,7 @@ $(TEACHER_DIR)/.request: FORCE | $(VENV_OK)
 
 $(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | $(VENV_OK)
 	$(call using,label,PROVIDER MODEL LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
-	@$(GUARD) prompt --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
+	@$(GUARD) label --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
 	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" \
 	  $(if $(SHARD),--shard "$(SHARD)",)

@@ -8,7 +8,7 @@ disk, and that `REBUILD=1` confirms. Nothing here deletes anything.
 
     python -m pipeline.guard [--rebuild] data --stamp S --paths P... --text T --describe D \
         --data-dir D --models-dir M
-    python -m pipeline.guard [--rebuild] prompt --results-root R --teacher KEY
+    python -m pipeline.guard [--rebuild] label --results-root R --teacher KEY
     python -m pipeline.guard [--rebuild] adapter --run-dir R --profile P --sft F --changed "$?"
 
 Exit codes: 0 go on, 1 stopped (the message says how to confirm), 3 adapter already trained on
@@ -26,7 +26,7 @@ from pathlib import Path
 from pipeline.io import file_sha256, read_jsonl
 from pipeline.providers.journal import label_journals, read_rows
 from pipeline.stamp import read_stamp, update_stamp
-from pipeline.teacher import TeacherDir, teacher_dirs
+from pipeline.teacher import TeacherDir, adopt_shared_layout, teacher_dirs
 
 EXIT_GO, EXIT_STOP, EXIT_UP_TO_DATE = 0, 1, 3
 #: Training profiles cheap enough to retrain without asking (minutes on a CPU).
@@ -94,10 +94,12 @@ def check_data(old: str, new: str, data_dir: Path, models_dir: Path, rebuild: bo
     if rebuild:
         print("REBUILD=1: rebuilding the data; kept on disk:\n" + "\n".join(held))
         return
+    what = "the data inputs changed" if old != new else \
+        "the input files changed (sizes or modification times; the same settings)"
     raise Stop(
         "\n".join(
             [
-                "the data inputs changed, and what the current data fed is expensive to redo:",
+                f"{what}, and what the current data fed is expensive to redo:",
                 f"  was: {old}",
                 f"  now: {new}",
                 *held,
@@ -112,11 +114,17 @@ def check_data(old: str, new: str, data_dir: Path, models_dir: Path, rebuild: bo
     )
 
 
-def check_prompt(results_root: Path, teacher_key: str, rebuild: bool) -> None:
-    """Stop before a paid teacher relabels everything because the prompt or contract changed."""
+def check_label(results_root: Path, teacher_key: str, rebuild: bool) -> None:
+    """Before labeling: adopt this teacher's labels of the shared layout, then stop before a paid
+    teacher relabels everything because the prompt or contract changed."""
     teachers = teacher_dirs(results_root)
     me = next((t for t in teachers if t.path.name == teacher_key), None)
-    if me is None or not me.paid or _labeled_ids(me):
+    if me is None:
+        return
+    adopted = adopt_shared_layout(results_root, me)
+    if adopted:
+        print(f"{me.path}: adopted {adopted:,} labels of this teacher from {results_root}/*.jsonl")
+    if not me.paid or _labeled_ids(me):
         return  # nothing paid, or this identity already has labels (a resume): go on
     older = [
         (t, len(_labeled_ids(t)))
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--describe", default="", help="how the inputs read to a person (the message)")
     d.add_argument("--data-dir", type=Path, required=True)
     d.add_argument("--models-dir", type=Path, required=True)
-    p = sub.add_parser("prompt", help="before labeling under a new prompt or contract version")
+    p = sub.add_parser("label", help="before labeling: the shared layout, a new prompt version")
     p.add_argument("--results-root", type=Path, required=True)
     p.add_argument("--teacher", required=True)
     a = sub.add_parser("adapter", help="before retraining a real-profile adapter")
@@ -218,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             update_stamp(args.stamp, args.paths, args.text, args.describe)
             return EXIT_GO
-        if args.what == "prompt":
-            check_prompt(args.results_root, args.teacher, args.rebuild)
+        if args.what == "label":
+            check_label(args.results_root, args.teacher, args.rebuild)
             return EXIT_GO
         return check_adapter(
             args.run_dir, args.profile, args.sft, args.changed.split(), args.rebuild

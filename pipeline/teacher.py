@@ -23,9 +23,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.io import atomic_write_text
+from pipeline.io import atomic_write_text, write_jsonl
 from pipeline.providers.config import ConfigError, load_config
-from pipeline.providers.journal import RunKey
+from pipeline.providers.journal import RunKey, label_journals, read_rows
 from psyedge.contract import CONTRACT_VERSION
 from psyedge.prompt import prompt_hash
 
@@ -76,6 +76,12 @@ class TeacherDir:
         """Whether remaking these labels costs money or service quota (everything but rules)."""
         return self.provider not in FREE_PROVIDERS
 
+    def owns(self, row: dict[str, str]) -> bool:
+        """Whether a journal row was labeled under this identity (rows stamp all four parts)."""
+        return (row.get("provider") == self.provider and _safe(str(row.get("model"))) == self.model
+                and row.get("prompt_version") == self.prompt_version
+                and _safe(str(row.get("contract_version"))) == self.contract_version)
+
 
 def teacher_dirs(results_root: Path) -> list[TeacherDir]:
     """Every teacher folder under `results_root` (folders not named like one are not teachers)."""
@@ -85,6 +91,27 @@ def teacher_dirs(results_root: Path) -> list[TeacherDir]:
         if path.is_dir() and m:
             found.append(TeacherDir(path, m["provider"], m["model"], m["prompt"], m["contract"]))
     return found
+
+
+def adopt_shared_layout(results_root: Path, teacher: TeacherDir) -> int:
+    """Copy this teacher's labels from the shared layout into its folder, once; return how many.
+
+    Before teachers had folders, every journal lay directly in `results/`. Each row stamps its
+    provider, model, prompt and contract version, so this identity's rows are found there and
+    written into the teacher's folder as `<shard>.shared.retired.jsonl`, where the labeler's
+    cache reuses them by prompt: nothing already paid for is sent again. The old files stay.
+    """
+    adopted = 0
+    for path in label_journals(results_root):
+        stem = path.name[: -len(".jsonl")].removesuffix(".retired")
+        target = teacher.path / f"{stem}.shared.retired.jsonl"
+        if target.exists():
+            continue
+        rows = [r for r in read_rows(path, repair=False) if teacher.owns(r)]
+        if rows:
+            write_jsonl(target, rows)
+            adopted += len(rows)
+    return adopted
 
 
 def write_mk(out: Path, key: RunKey) -> None:

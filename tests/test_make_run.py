@@ -144,10 +144,10 @@ def test_a_new_prompt_for_a_paid_teacher_asks_first(tmp_path: Path) -> None:
     new.mkdir()
     (old / "input_part_0000.jsonl").write_text(json.dumps({"id": "x1"}) + "\n")
     with pytest.raises(guard.Stop, match="prompt 00000000000000aa"):
-        guard.check_prompt(root, new.name, rebuild=False)
-    guard.check_prompt(root, new.name, rebuild=True)
+        guard.check_label(root, new.name, rebuild=False)
+    guard.check_label(root, new.name, rebuild=True)
     (new / "input_part_0000.jsonl").write_text(json.dumps({"id": "x1"}) + "\n")
-    guard.check_prompt(root, new.name, rebuild=False)  # labels under the new prompt: a resume
+    guard.check_label(root, new.name, rebuild=False)  # labels under the new prompt: a resume
 
 
 def test_a_real_profile_adapter_is_not_retrained_silently(tmp_path: Path) -> None:
@@ -166,3 +166,19 @@ def test_a_real_profile_adapter_is_not_retrained_silently(tmp_path: Path) -> Non
         guard.check_adapter(run, "a40", sft, [str(sft)], rebuild=False)
     assert guard.check_adapter(run, "a40", sft, [str(sft)], rebuild=True) == guard.EXIT_GO
     assert guard.check_adapter(run, "tiny", sft, [str(sft)], rebuild=False) == guard.EXIT_GO
+
+
+def test_labels_of_the_shared_layout_are_adopted_by_their_teacher(tmp_path: Path) -> None:
+    """Journals from before per-teacher folders: each teacher takes its own rows, once."""
+    root = tmp_path / "results"
+    me = root / "gemini__gemini-2.5-flash__prompt-00000000000000aa__contract-1.0"
+    me.mkdir(parents=True)
+    stamp = {"model": "gemini-2.5-flash", "prompt_version": "00000000000000aa", "contract_version": "1.0"}
+    rows = [{"id": "a", "provider": "gemini", **stamp}, {"id": "b", "provider": "rules", **stamp}]
+    (root / "input_part_0000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    guard.check_label(root, me.name, rebuild=False)
+    adopted = me / "input_part_0000.shared.retired.jsonl"
+    assert [r["id"] for r in jsonl(adopted)] == ["a"]
+    guard.check_label(root, me.name, rebuild=False)
+    assert [r["id"] for r in jsonl(adopted)] == ["a"]
+    assert (root / "input_part_0000.jsonl").is_file(), "the shared journal is left as it was"
