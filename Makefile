@@ -182,11 +182,14 @@ UNIFIED_MIN := $(PROCESSED)/unified_min.jsonl
 # so make reruns the stage exactly when an input file (or the variable naming it) changed. When
 # the current data has paid labels or a real-profile adapter downstream, the guard refuses the
 # change until REBUILD=1 confirms it.
+# A goal beyond `data` with a paid teacher labels whatever data this call builds.
+PAYS_NEXT = $(if $(filter-out data,$(or $(MAKECMDGOALS),help)),$(PAID_TEACHER))
+PAID_TEACHER = $(if $(filter-out rules,$(PROVIDER)),$(PROVIDER)/$(or $(MODEL),default))
 $(PROCESSED)/.inputs: FORCE | $(VENV_OK)
 	@$(GUARD) data --stamp $@ --paths "$(PSYQA)" "$(CPSYCOUND)" "$(CPSYCOUNE)" \
 	  --text "strict=$(STRICT)" \
 	  --describe "PSYQA=$(PSYQA) CPSYCOUND=$(CPSYCOUND) CPSYCOUNE=$(CPSYCOUNE) STRICT=$(STRICT)" \
-	  --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR)
+	  --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR) $(if $(PAYS_NEXT),--pays-next "$(PAYS_NEXT)",)
 
 $(UNIFIED) $(UNIFIED_MIN) &: $(PROCESSED)/.inputs $(DATA_SRC) | $(VENV_OK)
 	$(call using,data,PSYQA CPSYCOUND CPSYCOUNE STRICT DATA_DIR)

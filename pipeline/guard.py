@@ -71,9 +71,12 @@ def _trained_runs(models_dir: Path, sft: Path) -> list[tuple[Path, str]]:
     return runs
 
 
-def check_data(old: str, new: str, data_dir: Path, models_dir: Path, rebuild: bool) -> None:
+def check_data(
+    old: str, new: str, data_dir: Path, models_dir: Path, rebuild: bool, pays_next: str = ""
+) -> None:
     """The data inputs go from `old` to `new` (descriptions); stop if the current data has paid
-    labels or a trained real-profile adapter downstream."""
+    labels or a trained real-profile adapter downstream, or if this very call goes on to label
+    the new data with the paid teacher `pays_next` (a data variable left off a command line)."""
     ids = _current_ids(data_dir)
     paid = [
         (t, len(_labeled_ids(t) & ids))
@@ -82,7 +85,7 @@ def check_data(old: str, new: str, data_dir: Path, models_dir: Path, rebuild: bo
     ]
     paid = [(t, n) for t, n in paid if n]
     runs = _trained_runs(models_dir, data_dir / "datasets" / "sft_student_mental.jsonl")
-    if not paid and not runs:
+    if not paid and not runs and not pays_next:
         return
     held = [
         f"  {t.path}: {n:,} labels of the current data by {t.provider}/{t.model}" for t, n in paid
@@ -91,6 +94,9 @@ def check_data(old: str, new: str, data_dir: Path, models_dir: Path, rebuild: bo
         f"  {run}/adapter: trained ({profile} profile) on the current SFT set"
         for run, profile in runs
     ]
+    if pays_next:
+        held.append(f"  this command then labels the new data with the paid teacher {pays_next} "
+                    "(`make data` alone rebuilds the data without labeling)")
     if rebuild:
         print("REBUILD=1: rebuilding the data; kept on disk:\n" + "\n".join(held))
         return
@@ -202,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--describe", default="", help="how the inputs read to a person (the message)")
     d.add_argument("--data-dir", type=Path, required=True)
     d.add_argument("--models-dir", type=Path, required=True)
+    d.add_argument("--pays-next", default="", help="PROVIDER/MODEL when this call labels for pay")
     p = sub.add_parser("label", help="before labeling: the shared layout, a new prompt version")
     p.add_argument("--results-root", type=Path, required=True)
     p.add_argument("--teacher", required=True)
@@ -223,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.data_dir,
                     args.models_dir,
                     args.rebuild,
+                    args.pays_next,
                 )
             update_stamp(args.stamp, args.paths, args.text, args.describe)
             return EXIT_GO

@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"labeled {summary['labeled']}, failed {summary['failed']} "
               f"({summary['shards_merged']}/{summary['shards']} shards) in {elapsed:.1f} s -> {results_dir}")
         line, too_many = failure_summary(summary, cfg.max_failed_share)
-        if summary["failed"]:
+        if summary["failed"] and not too_many:
             print(line)
         if too_many:
             # The next stage must not train on what is left: a non-zero exit stops make here.

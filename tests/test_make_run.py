@@ -119,6 +119,20 @@ def test_changed_input_with_paid_labels_stops_until_confirmed(
     assert {r["id"] for r in jsonl(gemini / "dataset.jsonl")} == a_ids and _sent(fake) == sent
 
 
+def test_a_data_variable_left_off_a_paid_labeling_call_stops_it(tmp_path: Path,
+                                                                 fake: FakeGemini) -> None:
+    """The issue's step 2: data built from real inputs, then `make label` without them."""
+    a = _inputs(tmp_path / "a", (1, 3, 5))
+    make = _make(tmp_path, fake, PROVIDER="gemini")
+    make.ok("data", *(f"{k}={v}" for k, v in a.items()))
+    stopped = make.run("label")
+    assert stopped.returncode != 0 and "labels the new data with the paid teacher gemini" in stopped.stderr
+    assert _sent(fake) == 0
+    make.ok("data")  # rebuilding the data alone is allowed
+    make.ok("label")
+    assert _sent(fake) > 0
+
+
 def test_a_failed_labeling_run_stops_make_and_keeps_its_results(
     tmp_path: Path, fake: FakeGemini
 ) -> None:
