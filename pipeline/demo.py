@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.configure import read_config
+from pipeline.teacher import folder_name, resolve
+
 
 @dataclass(frozen=True)
 class Step:
@@ -38,24 +41,37 @@ STEPS: tuple[Step, ...] = (
 DEFAULTS = {"PROVIDER": "rules", "PROFILE": "tiny", "SUBMIT": "local", "BENCH_MODE": "quick"}
 
 
-def _setting(name: str, default: str) -> str:
-    """A make variable as the sub-makes will see it (command line > environment > default)."""
+def _flag(name: str) -> str | None:
+    """A `NAME=value` make passes to sub-makes in MAKEFLAGS (a command-line variable), or None."""
     for word in os.environ.get("MAKEFLAGS", "").split():
         if word.startswith(name + "="):
             return word.split("=", 1)[1]
-    return os.environ.get(name, default)
+    return None
+
+
+def _setting(name: str, default: str) -> str:
+    """A make variable as the sub-makes will see it (command line > `make configure`'s file >
+    environment > default)."""
+    flag = _flag(name)
+    if flag is not None:
+        return flag
+    config_file = _flag("PSYEDGE_CONFIG") or os.environ.get("PSYEDGE_CONFIG", "config.mk")
+    configured = read_config(Path(config_file))
+    return configured.get(name) or os.environ.get(name, default)
 
 
 def artifacts() -> dict[str, Path]:
     """Where each stage's main output lands, for the closing summary."""
     data = Path(_setting("DATA_DIR", "data"))
+    label_config = Path(_setting("LABEL_CONFIG", "pipeline/label_config.yaml"))
+    teacher = folder_name(resolve(label_config, "rules", None))
     run = Path(_setting("MODELS_DIR", "models")) / _setting("RUN", _setting("PROFILE", "tiny"))
     reports = Path(_setting("REPORTS_DIR", "reports"))
     return {
         "unified data": data / "processed" / "unified.jsonl",
         "stats": data / "processed" / "stats.json",
         "labeling shards": data / "labeling",
-        "teacher labels": data / "labeling" / "results" / "dataset.jsonl",
+        "teacher labels": data / "labeling" / "results" / teacher / "dataset.jsonl",
         "SFT set": data / "datasets" / "sft_student_mental.jsonl",
         "adapter": run / "adapter",
         "merged model": run / "merged",

@@ -9,6 +9,8 @@ Reads `DIR/labeling/input_part_NNNN.jsonl`; writes, under `DIR/labeling/results/
 - `dataset.jsonl` / `failed.jsonl`: all shards merged (human review corrections applied);
 - `cost.json` (token totals and price), `stats.json` (per shard counts), `config.json` (the
   resolved config), and appends to `labeling.log`.
+`--results-dir` puts these elsewhere: the Makefile gives each teacher its own folder
+(`pipeline.teacher`), so one teacher's run never rewrites another's labels.
 
 The flow per sample, top to bottom:
 1. prompt = `psyedge.prompt.instruction_and_transcript(conversation)` (the SDK's; never copied);
@@ -19,7 +21,8 @@ The flow per sample, top to bottom:
 4. check the reply against the SDK schema; an invalid one (bad JSON, out of range, unknown
    enum, MAX_TOKENS) is re-asked with the error up to `reasks` times, never clamped;
 5. append the result line (fsynced) as soon as it is known; failures go to the failed journal.
-Exit codes: 0 done, 1 a run error (service refused, bug), 2 a usage error, 3 batch jobs pending.
+Exit codes: 0 done, 1 a run error (service refused, bug), 2 a usage error, 3 batch jobs pending,
+4 more than `max_failed_share` of the samples failed (everything labeled is written first).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import logging
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +62,7 @@ from pipeline.providers.journal import (
     ShardFiles,
     current_rows,
     finalize,
+    label_journals,
     prompt_sha,
 )
 from pipeline.ratelimit import RateLimiter
@@ -67,7 +72,7 @@ from psyedge.prompt import instruction_and_transcript, prompt_hash
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
+EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_PENDING, EXIT_FAILED = 0, 1, 2, 3, 4
 
 
 class UsageError(Exception):
@@ -274,10 +279,11 @@ class Run:
         #: prompt sha -> a labeled row with this key (from earlier runs or shards): dedup + cache.
         self.cache: dict[str, dict[str, Any]] = {}
 
-    def preload_cache(self, shard_paths: list[Path]) -> None:
-        for path in shard_paths:
-            files = ShardFiles.of(path, self.results_dir)
-            for row in current_rows(files.results, self.key).values():
+    def preload_cache(self) -> None:
+        """Every label this key already has in the folder, by prompt: current shards, shards of an
+        earlier input, retired rows. A prompt seen before is never sent again."""
+        for path in label_journals(self.results_dir):
+            for row in current_rows(path, self.key).values():
                 if row.get("prompt_sha") and row.get("dedup_of") is None:
                     self.cache.setdefault(row["prompt_sha"], row)
 
@@ -373,7 +379,19 @@ def merge(shard_paths: list[Path], results_dir: Path, key: RunKey, cfg: LabelCon
     if present < len(shard_paths):
         log.warning("dataset.jsonl covers %d of %d shards (label the rest, e.g. the SLURM array)",
                     present, len(shard_paths))
-    return {"labeled": n_rows, "failed": len(fails), "shards_merged": present, "shards": len(shard_paths)}
+    by_reason = Counter(f.get("reason", "?") for f in fails)
+    return {"labeled": n_rows, "failed": len(fails), "shards_merged": present,
+            "shards": len(shard_paths), "failed_by_reason": dict(by_reason.most_common())}
+
+
+def failure_summary(summary: dict[str, Any], max_share: float) -> tuple[str, bool]:
+    """One line of failures by reason, and whether their share is above `max_share`."""
+    total = summary["labeled"] + summary["failed"]
+    share = summary["failed"] / total if total else 0.0
+    reasons = ", ".join(f"{r} {n}" for r, n in summary["failed_by_reason"].items()) or "none"
+    line = (f"failed {summary['failed']} of {total} ({share:.1%}; "
+            f"max_failed_share {max_share:.0%}), by reason: {reasons}")
+    return line, share > max_share
 
 
 # ---- CLI --------------------------------------------------------------------------------------------
@@ -450,6 +468,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--model", help="model name (default: the provider's model in the config)")
     ap.add_argument("--data-dir", required=True, type=Path, help="folder with labeling/input_part_NNNN.jsonl")
     ap.add_argument("--config", required=True, type=Path, help="label_config.yaml")
+    ap.add_argument("--results-dir", type=Path,
+                    help="where results go (default: DATA_DIR/labeling/results)")
     ap.add_argument("--shard", help="label only this shard (e.g. 0007; a SLURM array task)")
     ap.add_argument("--merge-only", action="store_true", help="only merge shard results into dataset.jsonl")
     ap.add_argument("--concurrency", type=int, help="override the config's concurrency")
@@ -462,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {k: v for k, v in (("concurrency", args.concurrency), ("rpm", args.rpm)) if v is not None}
     labeling_dir = args.data_dir / "labeling"
-    results_dir = labeling_dir / "results"
+    results_dir = args.results_dir or labeling_dir / "results"
     secrets: list[str] = []
     handlers: list[logging.Handler] = []
     try:
@@ -486,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             stats, pending = run_batch(cfg, key, todo, results_dir, secrets)
         else:
             run = Run(cfg, provider, key, results_dir, secrets)
-            run.preload_cache(all_shards)
+            run.preload_cache()
             stats, pending = asyncio.run(_label_all(run, todo)), []
         elapsed = time.perf_counter() - t0
         _write_stats(results_dir, stats, elapsed)
@@ -497,6 +517,16 @@ def main(argv: list[str] | None = None) -> int:
         summary = merge(all_shards, results_dir, key, cfg)
         print(f"labeled {summary['labeled']}, failed {summary['failed']} "
               f"({summary['shards_merged']}/{summary['shards']} shards) in {elapsed:.1f} s -> {results_dir}")
+        line, too_many = failure_summary(summary, cfg.max_failed_share)
+        if summary["failed"] and not too_many:
+            print(line)
+        if too_many:
+            # The next stage must not train on what is left: a non-zero exit stops make here.
+            print(f"error: {line}: the results are kept in {results_dir} (failed.jsonl has "
+                  "each error); fix the cause and re-run the same command: only the failed "
+                  "samples are sent again", file=sys.stderr)
+            log.error("too many failures: %s", line)
+            return EXIT_FAILED
         return EXIT_OK
     except (UsageError, ConfigError, MissingKeyError) as exc:
         print(f"error: {redact(str(exc), secrets)}", file=sys.stderr)

@@ -129,9 +129,10 @@ def label_studio_task(item: dict[str, Any]) -> dict[str, Any]:
                              "score": round(1.0 / (1 + int(item.get("reasks", 0) or 0)), 3), "result": result}]}
 
 
-def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0) -> dict[str, int]:
+def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
+                results: Path | None = None) -> dict[str, int]:
     labeling = data_dir / "labeling"
-    dataset = labeling / "results" / "dataset.jsonl"
+    dataset = (results or labeling / "results") / "dataset.jsonl"
     if not dataset.exists():
         raise ReviewError(f"{dataset} does not exist: run `make label` first")
     convs = _conversations(labeling)
@@ -224,8 +225,8 @@ def read_reviewed(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def apply_reviewed(data_dir: Path, reviewed: Path) -> dict[str, int]:
-    results = data_dir / "labeling" / "results"
+def apply_reviewed(data_dir: Path, reviewed: Path, results: Path | None = None) -> dict[str, int]:
+    results = results or data_dir / "labeling" / "results"
     dataset = results / "dataset.jsonl"
     if not dataset.exists():
         raise ReviewError(f"{dataset} does not exist: run `make label` first")
@@ -261,24 +262,29 @@ def apply_reviewed(data_dir: Path, reviewed: Path) -> dict[str, int]:
     return counts
 
 
+RESULTS_HELP = "the teacher's results folder (default DATA_DIR/labeling/results)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.review", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("queue", help="write the review queue (JSONL + Label Studio import)")
     q.add_argument("--data-dir", required=True, type=Path)
+    q.add_argument("--results-dir", type=Path, help=RESULTS_HELP)
     q.add_argument("--fraction", type=float, default=0.03, help="random share of the rest to review (default 3%%)")
     q.add_argument("--seed", type=int, default=0)
     a = sub.add_parser("apply", help="merge reviewed labels into dataset.jsonl")
     a.add_argument("--data-dir", required=True, type=Path)
+    a.add_argument("--results-dir", type=Path, help=RESULTS_HELP)
     a.add_argument("--reviewed", required=True, type=Path, help="reviewed JSONL or Label Studio JSON export")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "queue":
             if not 0 <= args.fraction <= 1:
                 raise ReviewError(f"--fraction must be in [0, 1], got {args.fraction}")
-            write_queue(args.data_dir, args.fraction, args.seed)
+            write_queue(args.data_dir, args.fraction, args.seed, args.results_dir)
         else:
-            apply_reviewed(args.data_dir, args.reviewed)
+            apply_reviewed(args.data_dir, args.reviewed, args.results_dir)
     except ReviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

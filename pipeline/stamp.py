@@ -34,13 +34,28 @@ def fingerprint(paths: list[str], text: str = "") -> str:
     return h.hexdigest()
 
 
-def update_stamp(out: Path, paths: list[str], text: str = "") -> bool:
-    """Write `out` if its fingerprint changed; return whether it was written."""
-    digest = fingerprint(paths, text) + "\n"
-    if out.exists() and out.read_text() == digest:
+def read_stamp(out: Path) -> tuple[str, str] | None:
+    """(digest, description) of an existing stamp, or None: the description says what the digest
+    covered in words, so a guard can show what changed."""
+    if not out.is_file():
+        return None
+    digest, _, describe = out.read_text("utf-8").partition("\n")
+    return digest, describe.strip()
+
+
+def update_stamp(out: Path, paths: list[str], text: str = "", describe: str = "",
+                 dry_run: bool = False) -> bool:
+    """Write `out` if its fingerprint changed (`dry_run`: only say so); return whether it changed.
+
+    `PSYEDGE_STAMP_SALT` is mixed in so a test can force a rerun without touching inputs.
+    """
+    digest = fingerprint(paths, text + os.environ.get("PSYEDGE_STAMP_SALT", ""))
+    old = read_stamp(out)
+    if old is not None and old[0] == digest:
         return False
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, digest)
+    if not dry_run:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, digest + "\n" + (describe + "\n" if describe else ""))
     return True
 
 
@@ -50,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("paths", nargs="*")
     ap.add_argument("--text", default="")
     args = ap.parse_args(argv)
-    update_stamp(args.out, args.paths, args.text + os.environ.get("PSYEDGE_STAMP_SALT", ""))
+    update_stamp(args.out, args.paths, args.text)
     return 0
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.teacher import folder_name, resolve
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "pipeline" / "samples"
 pytestmark = pytest.mark.slow
@@ -50,6 +52,7 @@ def test_make_demo_chain_produces_every_artifact(tmp_path: Path) -> None:
                  "DATA_DIR": str(data), "MODELS_DIR": str(models), "REPORTS_DIR": str(reports)}
     cmd = ["make", "--no-print-directory", "-C", str(ROOT), "demo", *(f"{k}={v}" for k, v in variables.items())]
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["PSYEDGE_CONFIG"] = str(tmp_path / "config.mk")  # not the checkout's own `make configure`
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "demo finished" in proc.stdout
@@ -66,7 +69,8 @@ def test_make_demo_chain_produces_every_artifact(tmp_path: Path) -> None:
     assert 0 < len(student) <= len(unified)
 
     # 2. label: exactly one label line per student sample, each schema-valid.
-    labels = _jsonl(data / "labeling" / "results" / "dataset.jsonl")
+    rules = folder_name(resolve(ROOT / "pipeline" / "label_config.yaml", "rules", None))
+    labels = _jsonl(data / "labeling" / "results" / rules / "dataset.jsonl")
     assert sorted(r["id"] for r in labels) == sorted(r["id"] for r in student)
     for row in labels:
         validate({k: row[k] for k in ("depression_level", "anxiety_level", "risk_flag", "student_distress_score")})

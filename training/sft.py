@@ -2,8 +2,9 @@
 
     python -m training.sft --data-dir data --template deepseek-r1
 
-Reads `labeling/results/dataset.jsonl` (labels) and `processed/unified_min.jsonl` (conversations),
-joins them by `id` and writes under `datasets/`:
+Reads `labeling/results/dataset.jsonl` (labels; `--labels` names another file, e.g. one
+teacher's folder, as `make sft` does) and `processed/unified_min.jsonl` (conversations), joins
+them by `id` and writes under `datasets/`:
 
 - `sft_student_mental.jsonl`: every record, `{id, split, instruction, input, output}`, where
   `instruction` is the SDK's `INSTRUCTION`, `input` its transcript of the trimmed conversation and
@@ -160,14 +161,14 @@ def dataset_info() -> dict[str, Any]:
 
 
 def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
-              skip_invalid: bool = False) -> dict[str, Any]:
+              skip_invalid: bool = False, labels: Path | None = None) -> dict[str, Any]:
     """Write the SFT files under `data_dir/datasets`; return the stats that were written.
 
     Refused records (invalid labels, no conversation, duplicate ids) fail the build, listing
     each id and reason; with `skip_invalid` they are left out and counted in the stats instead.
     """
     get_template(template)  # unknown name -> InputError listing the known ones
-    labels_path, conv_path = data_dir / LABELS_PATH, data_dir / CONVERSATIONS_PATH
+    labels_path, conv_path = labels or data_dir / LABELS_PATH, data_dir / CONVERSATIONS_PATH
     for path, make_target in ((labels_path, "make label"), (conv_path, "make data")):
         if not path.is_file():
             raise SftError(f"{path} not found: run `{make_target} DATA_DIR={data_dir}` first")
@@ -203,10 +204,22 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
         "val_fraction": val_fraction,
         "contract_version": CONTRACT_VERSION,
         "prompt_hash": prompt_hash(),
+        "labels": str(labels_path),
+        "teacher": _teacher_of(labels_path),
         "inputs": {str(LABELS_PATH): file_sha256(labels_path), str(CONVERSATIONS_PATH): file_sha256(conv_path)},
     }
     atomic_write_json(out / "sft_stats.json", stats)
     return stats
+
+
+def _teacher_of(labels_path: Path) -> dict[str, Any]:
+    """Provider and model of the labels (the resolved config beside them), for the stats."""
+    cfg = labels_path.parent / "config.json"
+    try:
+        obj = json.loads(cfg.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {"provider": obj.get("provider"), "model": obj.get("model")}
 
 
 def iter_split(data_dir: Path, split: str) -> Iterator[dict[str, Any]]:
@@ -227,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"validation share per risk flag (default {VAL_FRACTION})")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="leave refused records out (listed in sft_stats.json) instead of failing")
+    parser.add_argument("--labels", type=Path,
+                        help=f"labels JSONL (default: DATA_DIR/{LABELS_PATH})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        stats = build_sft(args.data_dir, args.template, args.val_fraction, args.skip_invalid)
+        stats = build_sft(args.data_dir, args.template, args.val_fraction, args.skip_invalid,
+                          args.labels)
     except (SftError, JsonlError, InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -39,6 +39,7 @@ from typing import Any
 from pipeline.io import JsonlError, atomic_write_json, atomic_write_text, file_sha256
 from psyedge.contract import CONTRACT_VERSION
 from psyedge.prompt import prompt_hash
+from training import slurm_job
 from training.config import ConfigError, TrainConfig, known_profiles, load_config, profile_path
 from training.examples import TemplateMismatch
 from training.precision import Precision
@@ -104,7 +105,7 @@ def sbatch_command(job: Job, extra: list[str]) -> list[str]:
     if job.config_path != profile_path(job.profile).resolve():
         args += ["--config", str(job.config_path)]
     return ["sbatch", "--parsable", f"--job-name=psyedge-{job.out.name}",
-            f"--output={job.out / 'logs' / 'slurm-%j.out'}", *extra, str(SBATCH_SCRIPT), *args]
+            f"--output={slurm_job.log_path(job.out, '%j')}", *extra, str(SBATCH_SCRIPT), *args]
 
 
 def submit_slurm(job: Job, extra: list[str]) -> str:
@@ -117,7 +118,8 @@ def submit_slurm(job: Job, extra: list[str]) -> str:
     if proc.returncode != 0:
         raise TrainError(f"sbatch failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     job_id = proc.stdout.strip().split(";")[0]
-    log.info("submitted SLURM job %s; log: %s", job_id, job.out / "logs" / f"slurm-{job_id}.out")
+    slurm_job.record(job.out, job_id)
+    log.info("submitted SLURM job %s; log: %s", job_id, slurm_job.log_path(job.out, job_id))
     return job_id
 
 
@@ -333,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only, never the hub
     try:
         job = preflight(args.profile, args.base_model, args.data_dir, args.out, args.config)
+        busy = slurm_job.live_job(job.out)
+        if busy and busy.job_id != os.environ.get("SLURM_JOB_ID"):  # the job itself trains here
+            raise TrainError(slurm_job.busy_message(job.out, busy))
         if args.submit == "slurm":
             print(submit_slurm(job, args.sbatch_arg))
             return 0

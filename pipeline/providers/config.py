@@ -46,6 +46,7 @@ class LabelConfig:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     max_output_tokens: int = 128
+    max_failed_share: float = 0.05
     temperature: float = 0.0
     thinking_budget: int | None = 0
     batch_discount: float = 1.0
@@ -142,6 +143,9 @@ def _check_values(cfg: LabelConfig, path: Path) -> None:
         raise ConfigError(f"{path}: retries/reasks must be >= 0, got {cfg.retries}/{cfg.reasks}")
     if not 0 < cfg.batch_discount <= 1:
         raise ConfigError(f"{path}: batch_discount is a price multiplier in (0, 1], got {cfg.batch_discount}")
+    if not 0 <= cfg.max_failed_share <= 1:
+        raise ConfigError(f"{path}: max_failed_share is a share of the samples in [0, 1], "
+                          f"got {cfg.max_failed_share}")
     if cfg.timeout_s <= 0:
         raise ConfigError(f"{path}: timeout_s must be > 0, got {cfg.timeout_s}")
     if cfg.provider == "openai" and not cfg.base_url:

@@ -8,7 +8,9 @@ so) before anything else reads or appends. When a shard completes, `finalize` re
 files atomically in input order, keeping only rows of the current run key.
 
 Resume key (`RunKey`): model + prompt version + contract (schema) version. Rows with another key
-are not "done": a new model or prompt relabels them, and `finalize` drops the stale rows.
+are not "done": a new model or prompt relabels them. Labeled rows that `finalize` takes out of a
+shard (another key, or an id the rebuilt input no longer has) move to `<shard>.retired.jsonl`:
+a paid label is never deleted, and the labeler's cache reuses it when its prompt comes back.
 """
 
 from __future__ import annotations
@@ -57,12 +59,19 @@ class ShardFiles:
     results: Path    # labeled rows
     failed: Path     # rows that could not be labeled, with the reason
     batch: Path      # gemini-batch job state
+    retired: Path    # labeled rows finalize took out of `results` (kept, reused by prompt)
 
     @classmethod
     def of(cls, input_path: Path, results_dir: Path) -> ShardFiles:
         name = input_path.name[: -len(".jsonl")]
         return cls(name, input_path, results_dir / f"{name}.jsonl", results_dir / f"{name}.failed.jsonl",
-                   results_dir / f"{name}.batch.json")
+                   results_dir / f"{name}.batch.json", results_dir / f"{name}.retired.jsonl")
+
+
+def label_journals(results_dir: Path) -> list[Path]:
+    """Every file of labeled rows in `results_dir`: shard results of any input, and retired rows."""
+    return sorted(p for p in results_dir.glob("input_part_*.jsonl")
+                  if SHARD_RE.match(p.name) or p.name.endswith(".retired.jsonl"))
 
 
 def prompt_sha(prompt: str) -> str:
@@ -128,14 +137,25 @@ def current_rows(path: Path, key: RunKey) -> dict[str, dict[str, Any]]:
 def finalize(files: ShardFiles, input_ids: list[str], key: RunKey) -> dict[str, int]:
     """Rewrite the shard's results and failures atomically in input order; return the counts.
 
-    Labeled wins over failed (a later run may have labeled an id that failed before); rows of
-    other keys and ids no longer in the input are dropped. Checks labeled + failed = input.
+    Labeled wins over failed (a later run may have labeled an id that failed before). Labeled
+    rows of other keys and of ids no longer in the input move to the retired file; such failures
+    are dropped (they hold no label). Checks labeled + failed = input.
     """
-    labeled = current_rows(files.results, key)
-    failed = {i: r for i, r in current_rows(files.failed, key).items() if i not in labeled}
     order = {i: n for n, i in enumerate(input_ids)}
-    lab = sorted((r for i, r in labeled.items() if i in order), key=lambda r: order[r["id"]])
+    rows = read_rows(files.results)
+    keep = [r for r in rows if key.matches(r) and r.get("id") in order]
+    retire = [r for r in rows if not (key.matches(r) and r.get("id") in order)]
+    labeled = {r["id"]: r for r in keep}
+    failed = {i: r for i, r in current_rows(files.failed, key).items() if i not in labeled}
+    lab = sorted(labeled.values(), key=lambda r: order[r["id"]])
     fail = sorted((r for i, r in failed.items() if i in order), key=lambda r: order[r["id"]])
+    if retire:
+        retired = Journal(files.retired)  # appended before the rewrite: a kill between keeps both
+        for r in retire:
+            retired.write(r)
+        retired.close()
+        log.info("%s: %d labeled row(s) of other ids or keys kept in %s", files.name,
+                 len(retire), files.retired)
     write_jsonl(files.results, lab)
     write_jsonl(files.failed, fail)
     missing = len(order) - len(lab) - len(fail)

@@ -48,6 +48,9 @@ defaults:
   timeout_s: {timeout}
   backoff_initial_s: 0.01
   backoff_max_s: 0.05
+  # The fault tests check what is journaled for every sample, not the exit code; the threshold
+  # has its own test (test_label_threshold.py) with the shipped default.
+  max_failed_share: {max_failed_share}
 providers:
   rules: {{model: rules-v1, concurrency: 1}}
   gemini: {{model: fake-flash, api_version: {api_version}, safety_threshold: BLOCK_NONE}}
@@ -62,9 +65,11 @@ models:
 
 
 def write_config(path: Path, concurrency: int = 8, rpm: float = 0, timeout: float = 0.5, api_version: str = "v1beta",
-                 wait: float = 10, openai_url: str = "http://127.0.0.1:9/v1") -> Path:
+                 wait: float = 10, openai_url: str = "http://127.0.0.1:9/v1",
+                 max_failed_share: float = 1.0) -> Path:
     path.write_text(FAST_CONFIG.format(concurrency=concurrency, rpm=rpm, timeout=timeout, api_version=api_version,
-                                       wait=wait, openai_url=openai_url), encoding="utf-8")
+                                       wait=wait, openai_url=openai_url,
+                                       max_failed_share=max_failed_share), encoding="utf-8")
     return path
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from label_builders import read_jsonl, write_config, write_shards
 
+from pipeline.teacher import folder_name, resolve
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "pipeline" / "slurm" / "label_array.sbatch"
 
@@ -21,10 +23,15 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _results(tmp: Path) -> Path:
+    """The rules teacher's own folder, where the script (like `make label`) writes."""
+    return tmp / "labeling" / "results" / folder_name(resolve(tmp / "c.yaml", "rules", None))
+
+
 def test_array_task_labels_its_shard_then_merge(tmp_path: Path) -> None:
     write_shards(tmp_path, shards=3, per_shard=4)
     write_config(tmp_path / "c.yaml")
-    res = tmp_path / "labeling/results"
+    res = _results(tmp_path)
     for task in ("2", "0"):
         p = subprocess.run(["bash", str(SCRIPT)], env=_env(tmp_path, SLURM_ARRAY_TASK_ID=task), cwd=ROOT,
                            capture_output=True, text=True)
@@ -51,5 +58,5 @@ def test_real_sbatch_array_with_concurrency_cap(tmp_path: Path, slurm_cluster: N
                            cwd=ROOT, capture_output=True, text=True, timeout=240)
     logs = "\n".join(p.read_text() for p in tmp_path.glob("*.out"))
     assert merge.returncode == 0, merge.stderr + logs
-    rows = read_jsonl(tmp_path / "labeling/results/dataset.jsonl")
+    rows = read_jsonl(_results(tmp_path) / "dataset.jsonl")
     assert len(rows) == 9 and len({r["id"] for r in rows}) == 9
