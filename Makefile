@@ -268,7 +268,7 @@ $(MERGED): $(ADAPTER) | $(VENV_OK)
 .PHONY: sft train merge
 sft: $(SFT) ## alpaca SFT set from the configured teacher's labels + LLaMA-Factory dataset_info.json
 train: $(ADAPTER) ## QLoRA (PROFILE=tiny|a40, SUBMIT=local|slurm, BASE_MODEL=<dir>)
-merge: $(MERGED) ## merge the adapter into the bf16 base
+merge: $(MERGED) ## merge the adapter into the base (float32 sum, rounded once to its dtype)
 
 # ---- 4. convert ----------------------------------------------------------------------------
 GGUF_F := $(RUN_DIR)/model-$(OUTTYPE).gguf
@@ -372,6 +372,6 @@ android-arm-test: | $(VENV_OK) ## the JNI engine's C++ core on aarch64 (qemu) an
 	$(MAKE) --no-print-directory -C mobile/android arm-test PY=$(abspath $(PY))
 
 help:
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
 FORCE:
