@@ -209,11 +209,12 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
     return stats
 
 
-def iter_split(data_dir: Path, split: str) -> Iterator[dict[str, Any]]:
-    """Records of one split from the SFT file (what training reads)."""
-    path = data_dir / OUT_DIR / SFT_NAME
+def iter_split(data_dir: Path, split: str, name: str = SFT_NAME) -> Iterator[dict[str, Any]]:
+    """Records of one split from the SFT file `datasets/<name>` (what training reads)."""
+    path = data_dir / OUT_DIR / name
     if not path.is_file():
-        raise SftError(f"{path} not found: run `make sft DATA_DIR={data_dir}` first")
+        raise SftError(f"{path} not found: run `make sft DATA_DIR={data_dir}` first "
+                       "(or `make psysuicide-sft` for psysuicide_sft.jsonl)")
     for rec in read_jsonl(path):
         if rec.get("split") == split:
             yield rec
