@@ -1,13 +1,15 @@
 """QLoRA fine-tuning of the screening model (`make train`).
 
-    python -m training.train --profile tiny|a40 --base-model DIR --data-dir DIR --out models/<run> \
-        --submit local|slurm
+    python -m training.train --profile tiny|a40|gemma-cpu|gemma-a40 --base-model DIR \
+        --data-dir DIR --out models/<run> --submit local|slurm
 
 `--submit slurm` hands the same command to `sbatch training/slurm/train_a40.sbatch` and returns;
-`--submit local` trains in this process. Reads the SFT set of `make sft`, renders each example with
-the SDK's chat template (loss on the answer only, EOS included), loads the base in 4-bit NF4 with
-double quantisation, computing in the dtype `training.precision` picks for this hardware (bf16 on
-CUDA and on CPUs that run it natively, float32 elsewhere), trains LoRA adapters on every linear
+`--submit local` trains in this process. Reads the profile's `sft_file` (`make sft`'s set by
+default), renders each example with the SDK's chat template (loss on the answer only, EOS
+included; with `answer_only_logits` the output layer runs at the answer's positions only), loads
+the base in 4-bit NF4 with double quantisation (unquantised where `quant_4bit` is off),
+computing in the dtype `training.precision` picks for this hardware (bf16 on CUDA and on CPUs
+that run it natively, float32 elsewhere), trains LoRA adapters on every linear
 layer with the Hugging Face Trainer, and writes under `--out`:
 
     adapter/                 adapter_model.safetensors, adapter_config.json, psyedge_train.json
