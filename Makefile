@@ -248,10 +248,14 @@ $(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
 # A real-profile adapter is not retrained silently (the guard stops with REBUILD=1 as the fix).
 # With SUBMIT=slurm the recipe returns once the job is queued: a goal that needs the adapter
 # now (merge, gguf, ...) stops here, and the next call waits for the job (slurm_job.json).
-TRAIN_DEPS := $(SFT) training/configs/$(PROFILE).yaml $(wildcard training/train.py) $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
+# The SFT file the profile trains on: its `sft_file` key (training/config.py's default otherwise).
+TRAIN_SFT := $(DATA_DIR)/datasets/$(or $(shell sed -n 's/^sft_file: *\([^ #]*\).*/\1/p' \
+    training/configs/$(PROFILE).yaml 2>/dev/null),sft_student_mental.jsonl)
+TRAIN_DEPS := $(TRAIN_SFT) training/configs/$(PROFILE).yaml $(wildcard training/train.py) \
+    $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
 $(ADAPTER): $(TRAIN_DEPS) | $(VENV_OK)
 	$(call using,train,PROFILE SUBMIT RUN BASE_MODEL SBATCH_ARGS,SFT of teacher $(TEACHER_KEY))
-	@rc=0; $(GUARD) adapter --run-dir $(RUN_DIR) --profile $(PROFILE) --sft $(SFT) \
+	@rc=0; $(GUARD) adapter --run-dir $(RUN_DIR) --profile $(PROFILE) --sft $(TRAIN_SFT) \
 	  --changed "$?" || rc=$$?; \
 	  if [ $$rc -eq 0 ]; then \
 	    $(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" \
@@ -335,6 +339,25 @@ $(PSYSUICIDE_SFT): $(PSYEDGE_DATA)/psysuicide/valid.json training/psysuicide_sft
 .PHONY: base-gemma psysuicide-sft
 base-gemma: $(GEMMA_BASE)/config.json ## Gemma-3-270M as a Hugging Face folder, for BASE_MODEL=
 psysuicide-sft: $(PSYSUICIDE_SFT) ## PsySUICIDE SFT set (human risk_flag), held-out idx left out
+
+# The held-out rows verbatim (PsySUICIDE format): what bench-risk scores for the safety figure.
+PSYSUICIDE_HOLDOUT := $(DATA_DIR)/datasets/psysuicide_holdout_rows.json
+$(PSYSUICIDE_HOLDOUT): $(PSYEDGE_DATA)/psysuicide/valid.json training/psysuicide_holdout.json \
+    | $(VENV_OK)
+	$(PY) -m training.psysuicide_sft --data $(PSYEDGE_DATA)/psysuicide/valid.json --holdout-rows $@
+
+# The real chain: Gemma 3 270M fine-tuned on PsySUICIDE here, then scored on the held-out rows
+# (lexicon, model, model+lexicon). Sub-makes, because the train stage checks BASE_MODEL when the
+# Makefile is read, before base-gemma has written it. REAL_PROFILE=gemma-a40 for a GPU node.
+REAL_PROFILE ?= gemma-cpu
+REAL_SUBMIT ?= $(if $(filter %-cpu,$(REAL_PROFILE)),local,slurm)
+.PHONY: demo-real
+demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out rows
+	$(MAKE) --no-print-directory base-gemma psysuicide-sft $(PSYSUICIDE_HOLDOUT)
+	$(MAKE) --no-print-directory quantize PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
+	  SUBMIT=$(REAL_SUBMIT)
+	$(MAKE) --no-print-directory bench-risk MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
+	  RISK_DATA=$(PSYSUICIDE_HOLDOUT) BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-holdout
 
 # ---- demo, tests ---------------------------------------------------------------------------
 .PHONY: demo test lint android-test help FORCE

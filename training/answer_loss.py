@@ -60,12 +60,25 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
 
 def answer_loss_trainer():  # -> type[transformers.Trainer] (imported lazily: heavy)
     """A `Trainer` whose loss is `answer_loss` (use with `LeftPadCollator`)."""
+    import torch
     from transformers import Trainer
 
     class AnswerLossTrainer(Trainer):
+        # `answer_loss` is a per-batch mean, so the Trainer must divide it by the accumulation
+        # steps itself; it would not, since Gemma's forward accepts loss kwargs.
+        loss_is_scaled_for_ga = False
+
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             loss = answer_loss(model, inputs)
             return (loss, None) if return_outputs else loss
+
+        def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                            ignore_keys: list[str] | None = None) -> tuple[Any, None, None]:
+            # Evaluation needs the loss only; the Trainer's default would look for logits in
+            # the model outputs, which this loss never materialises beyond the answer.
+            with torch.no_grad():
+                loss = answer_loss(model, self._prepare_inputs(inputs))
+            return loss.detach(), None, None
 
     return AnswerLossTrainer

@@ -31,11 +31,13 @@ class TrainConfig:
     template: str = "deepseek-r1"       # psyedge.prompt template the prompt is rendered with
     max_length: int = 2048              # prompt + answer tokens; longer examples are dropped, not cut
     max_train_samples: int = 0          # 0 = all (the tiny profile caps it to stay near a minute)
+    sft_file: str = "sft_student_mental.jsonl"  # in <data-dir>/datasets/: make sft | psysuicide-sft
     # model
     quant_4bit: bool = True             # NF4 with double quantisation (QLoRA)
     dtype: str = "auto"                 # compute dtype: auto (training.precision) | bfloat16 | float32
     upcast_layernorm: bool = True       # norms in fp32 for stable 4-bit training
     gradient_checkpointing: bool = True
+    answer_only_logits: bool = False    # output layer at answer positions only (big vocab)
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -68,6 +70,8 @@ class TrainConfig:
                      "lora_r", "lora_alpha", "logging_steps", "eval_steps", "save_steps", "save_total_limit"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.sft_file or "/" in self.sft_file:
+            problems.append(f"sft_file must be a file name under datasets/, got {self.sft_file!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
             problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0.0 <= self.warmup_ratio < 1.0:

@@ -118,6 +118,16 @@ def read_holdout(data: Path, path: Path = HOLDOUT_FILE) -> set[int]:
     return set(record["idx"])
 
 
+def write_holdout_rows(data: Path, out: Path) -> dict[str, Any]:
+    """The held-out rows of `data`, verbatim, as a PsySUICIDE-format JSON array at `out`: the file
+    `make bench-risk RISK_DATA=` scores, so the safety figure is measured on unseen rows only."""
+    held = read_holdout(data)
+    raw = json.loads(data.read_text("utf-8"))
+    rows = [r for i, r in enumerate(raw) if int(r.get("idx", i)) in held]
+    atomic_write_json(out, rows)
+    return {"source": str(data), "held_out_rows": len(rows), "out": str(out)}
+
+
 def build_records(rows: list[RiskRow], held: set[int]) -> tuple[list[dict[str, Any]], Counter[str]]:
     """SFT records of the rows not held out, and the counted reasons rows were left out."""
     records, left_out = [], Counter()
@@ -164,10 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--draw-holdout", action="store_true",
                         help="draw and record the held-out part (once; refuses to overwrite)")
+    parser.add_argument("--holdout-rows", type=Path, metavar="OUT",
+                        help="write the held-out rows (PsySUICIDE format) to OUT, for bench-risk")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = write_holdout(args.data) if args.draw_holdout else build(args.data, args.data_dir)
+        if args.draw_holdout:
+            result = write_holdout(args.data)
+        elif args.holdout_rows:
+            result = write_holdout_rows(args.data, args.holdout_rows)
+        else:
+            result = build(args.data, args.data_dir)
     except HoldoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -222,11 +222,12 @@ def _teacher_of(labels_path: Path) -> dict[str, Any]:
     return {"provider": obj.get("provider"), "model": obj.get("model")}
 
 
-def iter_split(data_dir: Path, split: str) -> Iterator[dict[str, Any]]:
-    """Records of one split from the SFT file (what training reads)."""
-    path = data_dir / OUT_DIR / SFT_NAME
+def iter_split(data_dir: Path, split: str, name: str = SFT_NAME) -> Iterator[dict[str, Any]]:
+    """Records of one split from the SFT file `datasets/<name>` (what training reads)."""
+    path = data_dir / OUT_DIR / name
     if not path.is_file():
-        raise SftError(f"{path} not found: run `make sft DATA_DIR={data_dir}` first")
+        raise SftError(f"{path} not found: run `make sft DATA_DIR={data_dir}` first "
+                       "(or `make psysuicide-sft` for psysuicide_sft.jsonl)")
     for rec in read_jsonl(path):
         if rec.get("split") == split:
             yield rec

@@ -1,13 +1,15 @@
 """QLoRA fine-tuning of the screening model (`make train`).
 
-    python -m training.train --profile tiny|a40 --base-model DIR --data-dir DIR --out models/<run> \
-        --submit local|slurm
+    python -m training.train --profile tiny|a40|gemma-cpu|gemma-a40 --base-model DIR \
+        --data-dir DIR --out models/<run> --submit local|slurm
 
 `--submit slurm` hands the same command to `sbatch training/slurm/train_a40.sbatch` and returns;
-`--submit local` trains in this process. Reads the SFT set of `make sft`, renders each example with
-the SDK's chat template (loss on the answer only, EOS included), loads the base in 4-bit NF4 with
-double quantisation, computing in the dtype `training.precision` picks for this hardware (bf16 on
-CUDA and on CPUs that run it natively, float32 elsewhere), trains LoRA adapters on every linear
+`--submit local` trains in this process. Reads the profile's `sft_file` (`make sft`'s set by
+default), renders each example with the SDK's chat template (loss on the answer only, EOS
+included; with `answer_only_logits` the output layer runs at the answer's positions only), loads
+the base in 4-bit NF4 with double quantisation (unquantised where `quant_4bit` is off),
+computing in the dtype `training.precision` picks for this hardware (bf16 on CUDA and on CPUs
+that run it natively, float32 elsewhere), trains LoRA adapters on every linear
 layer with the Hugging Face Trainer, and writes under `--out`:
 
     adapter/                 adapter_model.safetensors, adapter_config.json, psyedge_train.json
@@ -45,7 +47,7 @@ from training.examples import TemplateMismatch
 from training.precision import Precision
 from training.precision import choose as choose_precision
 from training.sft import OUT_DIR as SFT_DIR
-from training.sft import SFT_NAME, SftError, iter_split
+from training.sft import SftError, iter_split
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +88,15 @@ def preflight(profile: str, base_model: str, data_dir: Path, out: Path, config_p
     if not (base / "config.json").is_file():
         raise TrainError(f"base model {base} has no config.json: point BASE_MODEL at the folder that holds "
                          "config.json, the *.safetensors weights and tokenizer.json")
-    sft = data_dir / SFT_DIR / SFT_NAME
-    if not sft.is_file():
-        raise TrainError(f"SFT set {sft} not found: run `make sft DATA_DIR={data_dir}` first")
     path = config_path or profile_path(profile)
     if config_path is None and not path.is_file():
         raise TrainError(f"profile {profile!r} has no {path}; known profiles: {known_profiles()}")
     cfg = load_config(path)
+    sft = data_dir / SFT_DIR / cfg.sft_file
+    if not sft.is_file():
+        raise TrainError(f"SFT set {sft} (sft_file of {path.name}) not found: run `make sft` "
+                         "(sft_student_mental.jsonl) or `make psysuicide-sft` "
+                         f"with DATA_DIR={data_dir}")
     return Job(profile, path.resolve(), cfg, base.resolve(), data_dir.resolve(), out.resolve())
 
 
@@ -202,6 +206,7 @@ def train(job: Job) -> int:
     from transformers import AutoTokenizer, Trainer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
+    from training.answer_loss import LeftPadCollator, answer_loss_trainer
     from training.examples import PadCollator, encode_records, wants_bos
     from training.plots import plot_losses
 
@@ -211,14 +216,14 @@ def train(job: Job) -> int:
     atomic_write_text(job.out / "config.yaml", _config_yaml(job, precision))
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     bos = wants_bos(job.base_model, tokenizer)
-    train_recs = list(iter_split(job.data_dir, "train"))
+    train_recs = list(iter_split(job.data_dir, "train", cfg.sft_file))
     if cfg.max_train_samples:
         train_recs = train_recs[: cfg.max_train_samples]
-    val_recs = list(iter_split(job.data_dir, "validation"))
+    val_recs = list(iter_split(job.data_dir, "validation", cfg.sft_file))
     train_set = encode_records(tokenizer, train_recs, cfg.template, bos, cfg.max_length)
     val_set = encode_records(tokenizer, val_recs, cfg.template, bos, cfg.max_length)
     if not train_set.examples:
-        raise TrainError(f"no training examples left in {job.data_dir / SFT_DIR / SFT_NAME} "
+        raise TrainError(f"no training examples left in {job.data_dir / SFT_DIR / cfg.sft_file} "
                          f"(dropped {train_set.dropped_too_long} longer than max_length={cfg.max_length})")
     log.info("examples: %d train, %d validation (dropped for length: %d / %d)", len(train_set.examples),
              len(val_set.examples), train_set.dropped_too_long, val_set.dropped_too_long)
@@ -244,9 +249,15 @@ def train(job: Job) -> int:
         ddp_find_unused_parameters=False, use_cpu=not torch.cuda.is_available(), label_names=["labels"],
     )
     stopper = _stop_callback(job.out / CHECKPOINT_FLAG)
-    trainer = Trainer(model=model, args=args, train_dataset=train_set.examples,
-                      eval_dataset=val_set.examples if evaluate else None,
-                      data_collator=PadCollator(pad_id), callbacks=[stopper])
+    # answer_only_logits: left-padded batches and the output layer at the answer only
+    # (training.answer_loss); the same loss, without a 262k-wide layer over every prompt token.
+    if cfg.answer_only_logits:
+        trainer_cls, collator = answer_loss_trainer(), LeftPadCollator(pad_id)
+    else:
+        trainer_cls, collator = Trainer, PadCollator(pad_id)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_set.examples,
+                          eval_dataset=val_set.examples if evaluate else None,
+                          data_collator=collator, callbacks=[stopper])
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
         log.info("resuming from %s (step %d)", last, _checkpoint_step(last))
@@ -311,7 +322,8 @@ def save_adapter(model: Any, job: Job) -> Path:
     atomic_write_json(tmp / TRAIN_MANIFEST, {
         "template": job.config.template, "base_model": str(job.base_model), "profile": job.profile,
         "contract_version": CONTRACT_VERSION, "prompt_hash": prompt_hash(),
-        "adapter_sha256": file_sha256(weights), "sft_sha256": file_sha256(job.data_dir / SFT_DIR / SFT_NAME),
+        "adapter_sha256": file_sha256(weights),
+        "sft_sha256": file_sha256(job.data_dir / SFT_DIR / job.config.sft_file),
     })
     shutil.rmtree(final, ignore_errors=True)
     tmp.replace(final)

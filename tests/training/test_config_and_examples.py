@@ -34,6 +34,17 @@ def test_tiny_profile_uses_the_same_method() -> None:
         assert getattr(tiny, key) == getattr(a40, key), key
 
 
+@pytest.mark.parametrize("profile", ["gemma-cpu", "gemma-a40"])
+def test_gemma_profiles_train_the_answer_only_on_psysuicide(profile: str) -> None:
+    from training.psysuicide_sft import OUT_NAME
+
+    cfg = load_config(profile_path(profile))
+    assert cfg.answer_only_logits and cfg.sft_file == OUT_NAME and cfg.template == "raw"
+    assert not cfg.quant_4bit and cfg.dtype == "auto" and cfg.lora_target == "all-linear"
+    assert not load_config(profile_path("a40")).answer_only_logits
+    assert load_config(profile_path("a40")).sft_file == "sft_student_mental.jsonl"
+
+
 def test_unknown_and_mistyped_keys_are_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("lora_rank: 16\n")
@@ -44,6 +55,9 @@ def test_unknown_and_mistyped_keys_are_errors(tmp_path: Path) -> None:
         load_config(bad)
     bad.write_text("template: qwen\n")
     with pytest.raises(ConfigError, match="template 'qwen'"):
+        load_config(bad)
+    bad.write_text("sft_file: datasets/psysuicide_sft.jsonl\n")
+    with pytest.raises(ConfigError, match="sft_file must be a file name under datasets/"):
         load_config(bad)
 
 
@@ -124,6 +138,13 @@ def test_missing_sft_and_bad_profile_fail_fast(tiny_base: Path, tmp_path: Path) 
         f"rc = main(['--profile', 'h100', '--base-model', '{tiny_base}', '--data-dir', '{tmp_path}', "
         f"'--out', '{tmp_path}/run'])")
     assert proc.returncode == 1 and "known profiles" in proc.stderr and "a40" in proc.stderr
+    proc = _run_no_torch(
+        "from training.train import main\n"
+        f"rc = main(['--profile', 'gemma-cpu', '--base-model', '{tiny_base}', "
+        f"'--data-dir', '{tmp_path}', "
+        f"'--out', '{tmp_path}/run'])")
+    assert proc.returncode == 1 and "psysuicide_sft.jsonl" in proc.stderr
+    assert "make psysuicide-sft" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_merge_missing_adapter_fails_fast(tiny_base: Path, tmp_path: Path) -> None:

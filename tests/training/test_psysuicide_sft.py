@@ -16,6 +16,7 @@ from training.psysuicide_sft import (
     choose_holdout,
     read_holdout,
     write_holdout,
+    write_holdout_rows,
 )
 
 pytestmark = pytest.mark.realdata
@@ -62,3 +63,16 @@ def test_the_holdout_is_never_redrawn_nor_read_against_other_data(valid: Path,
         fh.write("\n")
     with pytest.raises(HoldoutError, match="sha256 differs"):
         read_holdout(other)
+
+
+def test_holdout_rows_file_is_exactly_the_held_out_rows(valid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "holdout.json"
+    summary = write_holdout_rows(valid, out)
+    held = read_holdout(valid)
+    written = load_psysuicide(out)
+    expected = [r for r in load_psysuicide(valid) if r.idx in held]
+    assert summary["held_out_rows"] == len(written) == len(expected) > 0
+    def key(rows: list) -> list:
+        return [(r.idx, r.text, r.labels) for r in rows]
+
+    assert key(written) == key(expected)
