@@ -358,6 +358,18 @@ demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out row
 	  SUBMIT=$(REAL_SUBMIT)
 	$(MAKE) --no-print-directory bench-risk MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
 	  RISK_DATA=$(PSYSUICIDE_HOLDOUT) BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-holdout
+	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE)
+
+# Every hop of one run on the held-out rows: the base zero-shot, the merged checkpoint in PyTorch,
+# the f16 and Q4_K_M GGUFs through the SDK, and the Android engine's C++ core on the Q4_K_M file.
+LADDER_DRIVER := mobile/android/build/arm/host/psyedge_driver
+.PHONY: bench-ladder
+bench-ladder: $(PSYSUICIDE_HOLDOUT) $(GEMMA_GGUF) | $(VENV_OK) ## the quality ladder of RUN on the held-out rows
+	$(MAKE) --no-print-directory -C mobile/android host-driver PY=$(abspath $(PY))
+	$(MAKE) --no-print-directory gguf quantize OUTTYPE=f16
+	$(PY) -m benchmarks.ladder --data $(PSYSUICIDE_HOLDOUT) --out $(BENCH_DIR)/$(RUN)-ladder \
+	  --base-gguf $(GEMMA_GGUF) --merged $(RUN_DIR)/merged --f16 $(RUN_DIR)/model-f16.gguf \
+	  --q4 $(RUN_DIR)/model-$(QTYPE).gguf --driver $(LADDER_DRIVER) --template raw
 
 # ---- demo, tests ---------------------------------------------------------------------------
 .PHONY: demo test lint android-test help FORCE

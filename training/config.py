@@ -50,6 +50,7 @@ class TrainConfig:
     learning_rate: float = 1.0e-4
     epochs: float = 3.0
     max_steps: int = -1                 # > 0 stops earlier than `epochs`
+    group_by_length: bool = False       # batches of similar length: less padding, same examples
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0

@@ -240,6 +240,7 @@ def train(job: Job) -> int:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         lr_scheduler_type=cfg.lr_scheduler, **warmup_arguments(cfg.warmup_ratio), weight_decay=cfg.weight_decay,
+        **sampling_arguments(cfg.group_by_length),
         bf16=precision.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if evaluate else "no", eval_steps=cfg.eval_steps,
@@ -301,6 +302,18 @@ def warmup_arguments(ratio: float) -> dict[str, float]:
 
     major = int(transformers.__version__.split(".", 1)[0])
     return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
+
+
+def sampling_arguments(group_by_length: bool) -> dict[str, Any]:
+    """Batches of similar lengths (less padding per step), spelled for the installed transformers:
+    `train_sampling_strategy` from transformers 5, `group_by_length` before it."""
+    if not group_by_length:
+        return {}
+    import transformers
+
+    major = int(transformers.__version__.split(".", 1)[0])
+    return ({"train_sampling_strategy": "group_by_length"} if major >= 5
+            else {"group_by_length": True})
 
 
 def _config_yaml(job: Job, precision: Precision) -> str:
