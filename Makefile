@@ -123,7 +123,7 @@ endif
 # Code each stage depends on (a change reruns that stage and what follows).
 CONTRACT_SRC := $(wildcard sdk/python/psyedge/contract.py sdk/python/psyedge/prompt.py sdk/python/psyedge/data/labels.schema.json)
 DATA_SRC  := $(wildcard pipeline/clean.py pipeline/pii.py pipeline/student.py pipeline/parsers/*.py) $(CONTRACT_SRC)
-LABEL_SRC := $(wildcard pipeline/label.py pipeline/review.py pipeline/ratelimit.py pipeline/cost.py pipeline/providers/*.py sdk/python/psyedge/lexicon.py sdk/python/psyedge/data/risk_lexicon.json) $(CONTRACT_SRC)
+LABEL_SRC := $(wildcard pipeline/label.py pipeline/review.py pipeline/ratelimit.py pipeline/cost.py pipeline/labeling/*.py pipeline/labeling/providers/*.py sdk/python/psyedge/lexicon.py sdk/python/psyedge/data/risk_lexicon.json) $(CONTRACT_SRC)
 
 # ---- environment ---------------------------------------------------------------------------
 VENV_OK := $(VENV)/.installed

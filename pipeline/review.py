@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import read_jsonl, write_jsonl
-from pipeline.providers.journal import SHARD_RE
+from pipeline.labeling.journal import SHARD_RE
 from psyedge.contract import FIELDS, LABEL_SCHEMA, allowed_values, validate
 from psyedge.errors import LabelError
 from psyedge.prompt import ROLE_NAMES

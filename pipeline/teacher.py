@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.io import atomic_write_text, write_jsonl
-from pipeline.providers.config import ConfigError, load_config
-from pipeline.providers.journal import RunKey, label_journals, read_rows
+from pipeline.labeling.config import ConfigError, load_config
+from pipeline.labeling.journal import RunKey, label_journals, read_rows
 from psyedge.contract import CONTRACT_VERSION
 from psyedge.prompt import prompt_hash
 
