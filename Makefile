@@ -15,7 +15,7 @@ MAKEFLAGS += --no-builtin-rules
 # win over the environment and the defaults below. A VAR=value on the command line still wins.
 PSYEDGE_CONFIG ?= config.mk
 -include $(PSYEDGE_CONFIG)
-CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_CONFIG \
+CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL FALLBACK LABEL_CONFIG \
   PROFILE SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
   DATA_DIR MODELS_DIR REPORTS_DIR
 
@@ -54,6 +54,11 @@ PROVIDER ?= rules
 MODEL    ?=
 SHARD    ?=
 LABEL_CONFIG ?= pipeline/label_config.yaml
+# A second teacher for the samples the first one refuses (blocked): rules | PROVIDER[:MODEL].
+# Empty: refused samples wait for review (make review lists them first) and `make sft` stops
+# if a risk class the lexicon finds is left without labels (ALLOW_MISSING_RISK=1 overrides).
+FALLBACK ?=
+ALLOW_MISSING_RISK ?=
 
 # Training: PROFILE=tiny builds a tiny base model here; a40 is the real run on SLURM.
 PROFILE    ?= tiny
@@ -206,18 +211,18 @@ LABELS = $(TEACHER_DIR)/dataset.jsonl
 LABELS_OK = $(TEACHER_DIR)/.complete
 
 $(TEACHER_DIR)/.request: FORCE | $(VENV_OK)
-	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD)"
+	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD) fallback=$(FALLBACK)"
 
 $(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | $(VENV_OK)
-	$(call using,label,PROVIDER MODEL LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
+	$(call using,label,PROVIDER MODEL FALLBACK LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
 	@$(GUARD) label --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
 	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" \
-	  $(if $(SHARD),--shard "$(SHARD)",)
+	  $(if $(SHARD),--shard "$(SHARD)",) $(if $(FALLBACK),--fallback "$(FALLBACK)",)
 	@touch $(LABELS_OK)
 
 .PHONY: label review apply-review
-label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai)
+label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai, FALLBACK=rules)
 
 review: $(LABELS_OK) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
 	$(PY) -m pipeline.review queue --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR)
@@ -234,13 +239,14 @@ MERGED := $(RUN_DIR)/merged/model.safetensors
 
 # Which teacher and template the SFT set is built from: switching either rebuilds it.
 $(DATA_DIR)/datasets/.teacher: FORCE | $(VENV_OK)
-	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE)"
+	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE) allow-missing-risk=$(ALLOW_MISSING_RISK)"
 
 SFT_DEPS = $(LABELS_OK) $(LABELS) $(DATA_DIR)/datasets/.teacher $(UNIFIED_MIN) \
   $(wildcard training/sft.py) $(CONTRACT_SRC)
 $(SFT): $(SFT_DEPS) | $(VENV_OK)
-	$(call using,sft,PROVIDER MODEL TEMPLATE,labels of teacher $(TEACHER_KEY))
-	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE)
+	$(call using,sft,PROVIDER MODEL FALLBACK TEMPLATE,labels of teacher $(TEACHER_KEY))
+	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE) \
+	  $(if $(ALLOW_MISSING_RISK),--allow-missing-risk,)
 
 $(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
 	$(PY) -m training.tiny --out $(MODELS_DIR)/tiny-base

@@ -16,10 +16,9 @@ from pathlib import Path
 
 from pipeline.labeling.config import LabelConfig, load_config
 from pipeline.labeling.interactive import Labeler
-from pipeline.labeling.journal import Journal, current_rows, open_failures
+from pipeline.labeling.journal import FALLBACK_FILE, Journal, current_rows, open_failures
 from pipeline.labeling.providers import make_provider
 from pipeline.labeling.records import RunKey, UsageError, result_row, samples_by_id
-from pipeline.labeling.report import FALLBACK_FILE
 
 log = logging.getLogger(__name__)
 

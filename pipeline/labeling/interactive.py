@@ -139,8 +139,11 @@ class Run:
         files = ShardFiles.of(path, self.results_dir)
         samples, dups = read_samples(path)
         done = current_rows(files.results, self.key)
-        current_rows(files.failed, self.key)  # repairs a torn tail before appending
-        pending = [s for s in samples if s.id not in done]
+        # Reading the failures also repairs a torn tail before appending. A refusal is final for
+        # this key: a re-run sends the other failures again, never a refused prompt.
+        refused = {i for i, r in current_rows(files.failed, self.key).items()
+                   if r.get("reason") == "blocked"}
+        pending = [s for s in samples if s.id not in done and s.id not in refused]
         groups: dict[str, list[Sample]] = {}
         ok_journal, fail_journal = Journal(files.results), Journal(files.failed)
         bar = _progress(len(pending), files.name)

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 SHARD_RE = re.compile(r"^input_part_(\d{4})\.jsonl$")
 LABEL_FIELDS_ROW = ("depression_level", "anxiety_level", "risk_flag", "student_distress_score")
+#: Merged files of a results folder besides dataset.jsonl: every refusal of the teacher, and the
+#: fallback teacher's journal.
+BLOCKED_FILE = "blocked.jsonl"
+FALLBACK_FILE = "fallback.jsonl"
 
 
 @dataclass(frozen=True)

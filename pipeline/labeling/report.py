@@ -27,6 +27,8 @@ from pipeline.cost import CostReport
 from pipeline.io import atomic_write_json, write_jsonl
 from pipeline.labeling.config import LabelConfig
 from pipeline.labeling.journal import (
+    BLOCKED_FILE,
+    FALLBACK_FILE,
     LABEL_FIELDS_ROW,
     ShardFiles,
     current_rows,
@@ -40,8 +42,6 @@ from psyedge.lexicon import conversation_risk
 
 log = logging.getLogger(__name__)
 
-BLOCKED_FILE = "blocked.jsonl"
-FALLBACK_FILE = "fallback.jsonl"
 STATS_FILE = "stats.json"
 #: The counts of one lexicon class, in the order the summary prints them.
 COUNTS = ("inputs", "labeled", "blocked", "failed", "fallback")
