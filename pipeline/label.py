@@ -38,7 +38,7 @@ from typing import Any
 
 from pipeline.io import atomic_write_json
 from pipeline.labeling.batch import run_batch
-from pipeline.labeling.config import PROVIDERS, ConfigError, LabelConfig, load_config
+from pipeline.labeling.config import LABEL_MODES, PROVIDERS, ConfigError, LabelConfig, load_config, run_key
 from pipeline.labeling.fallback import fallback_config, label_refused
 from pipeline.labeling.interactive import Run, label_all
 from pipeline.labeling.journal import find_shards
@@ -46,8 +46,6 @@ from pipeline.labeling.providers import make_provider
 from pipeline.labeling.providers.gemini import MissingKeyError, api_key_from_env
 from pipeline.labeling.records import FatalError, RunKey, UsageError, redact
 from pipeline.labeling.report import failure_summary, merge, read_stats, update_stats
-from psyedge.contract import CONTRACT_VERSION
-from psyedge.prompt import prompt_hash
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +91,6 @@ def setup_logging(results_dir: Path, secrets: list[str], verbose: bool) -> list[
     return [file_h, console]
 
 
-def run_key(cfg: LabelConfig) -> RunKey:
-    return RunKey(cfg.provider, cfg.model, prompt_hash(), CONTRACT_VERSION)
-
-
 def interactive(cfg: LabelConfig, key: RunKey, shards: list[Path], results_dir: Path,
                 secrets: list[str]) -> tuple[ShardStats, list[str]]:
     """One request per distinct prompt, now; nothing is ever pending."""
@@ -135,6 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--merge-only", action="store_true", help="only merge shard results into dataset.jsonl")
     ap.add_argument("--fallback", metavar="PROVIDER[:MODEL]",
                     help="label the samples the teacher refused with this second teacher (e.g. rules)")
+    ap.add_argument("--mode", choices=LABEL_MODES,
+                    help="labels, or evidence: labels plus literal quotes (default: the config's)")
     ap.add_argument("--concurrency", type=int, help="override the config's concurrency")
     ap.add_argument("--rpm", type=float, help="override the config's requests per minute")
     ap.add_argument("-v", "--verbose", action="store_true", help="log retries and re-asks to the console")
@@ -143,7 +139,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {k: v for k, v in (("concurrency", args.concurrency), ("rpm", args.rpm)) if v is not None}
+    pairs = (("concurrency", args.concurrency), ("rpm", args.rpm), ("label_mode", args.mode))
+    overrides = {k: v for k, v in pairs if v is not None}
     labeling_dir = args.data_dir / "labeling"
     results_dir = args.results_dir or labeling_dir / "results"
     secrets: list[str] = []  # filled by the executors before their first request

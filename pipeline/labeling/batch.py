@@ -46,7 +46,7 @@ from pipeline.labeling.records import (
     read_samples,
     result_row,
 )
-from pipeline.labeling.replies import judge, reask_messages
+from pipeline.labeling.replies import judge, reask_messages, student_text
 from pipeline.labeling.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ class BatchShard:
 
     def __init__(self, cfg: LabelConfig, key: RunKey, files: ShardFiles, client: Any, secrets: list[str]) -> None:
         self.cfg, self.key, self.files, self.client, self.secrets = cfg, key, files, client, secrets
-        self.samples, _ = read_samples(files.input)
+        self.evidence = cfg.label_mode == "evidence"
+        self.samples, _ = read_samples(files.input, cfg.label_mode)
         self.state = self._load_state()
 
     def _load_state(self) -> dict[str, Any]:
@@ -112,14 +113,14 @@ class BatchShard:
         return groups
 
     def _write(self, group: list[Sample], sha: str, labels: dict[str, Any] | None = None, reason: str = "",
-               error: str = "", reply: Reply | None = None) -> None:
+               error: str = "", reply: Reply | None = None, evidence: list[str] | None = None) -> None:
         st = self.state
         reply = reply or Reply("", "", Usage())
         out = Outcome(labels, text=reply.text, finish_reason=reply.finish_reason,
                       usage=Usage.from_dict(st["usage"].get(sha)),
                       attempts=int(st["attempts"].get(sha, 0)), reasks=len(st["history"].get(sha, [])),
                       reason=reason, error=error, block_reason=reply.block_reason,
-                      safety_ratings=reply.safety_ratings)
+                      safety_ratings=reply.safety_ratings, evidence=evidence)
         journal = Journal(self.files.results if labels is not None else self.files.failed)
         try:
             for i, s in enumerate(group):
@@ -160,11 +161,13 @@ class BatchShard:
             reply = reply_from_response(item.response)
             st["usage"][sha] = (Usage.from_dict(st["usage"].get(sha)) + reply.usage).to_dict()
             history = st["history"].setdefault(sha, [])
-            verdict = judge(reply, len(history), self.cfg.reasks, self.cfg.reask_blocked)
+            source = student_text(group[0].record["conversation"]) if self.evidence else None
+            verdict = judge(reply, len(history), self.cfg.reasks, self.cfg.reask_blocked, source)
             if verdict.reask:
                 history.append([reply.text, verdict.error])
             else:
-                self._write(group, sha, verdict.labels, verdict.reason, verdict.error, reply)
+                self._write(group, sha, verdict.labels, verdict.reason, verdict.error, reply,
+                            verdict.evidence)
 
     def _submit(self, groups: dict[str, list[Sample]]) -> None:
         from google.genai import types
@@ -172,9 +175,12 @@ class BatchShard:
         st = self.state
         config = generation_config(self.cfg)
         keys = [sha for sha, g in groups.items() if not g[0].error]
-        requests = [types.InlinedRequest(contents=to_contents(reask_messages(groups[sha][0].prompt,
-                                                                            [tuple(h) for h in st["history"].get(sha, [])])),
-                                         metadata={"key": sha}, config=config) for sha in keys]
+        requests = []
+        for sha in keys:
+            history = [(h[0], h[1]) for h in st["history"].get(sha, [])]
+            chat = reask_messages(groups[sha][0].prompt, history, self.evidence)
+            requests.append(types.InlinedRequest(contents=to_contents(chat), metadata={"key": sha},
+                                                 config=config))
         st["round"] += 1
         job = _call(self.client.batches.create, self.cfg, f"{self.files.name}: submit batch", self.secrets,
                     model=self.cfg.model, src=types.BatchJobSource(inlined_requests=requests),

@@ -15,7 +15,14 @@ from typing import Any
 
 import yaml
 
+from pipeline.labeling.records import RunKey
+from psyedge.contract import CONTRACT_VERSION
+from psyedge.prompt import evidence_prompt_hash, prompt_hash
+
 PROVIDERS: tuple[str, ...] = ("rules", "gemini", "gemini-batch", "openai")
+#: `labels`: the four labels. `evidence`: the labels plus up to three literal quotes of the
+#: student that support them (checked, re-asked when not literal), for reviewers only.
+LABEL_MODES: tuple[str, ...] = ("labels", "evidence")
 
 #: Harm categories the Gemini API takes a threshold for on text prompts, and the thresholds
 #: (https://ai.google.dev/gemini-api/docs/safety-settings). Counseling text about suicide must
@@ -57,6 +64,7 @@ class LabelConfig:
     retries: int = 6
     reasks: int = 2
     reask_blocked: int = 0
+    label_mode: str = "labels"
     timeout_s: float = 60.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
@@ -158,6 +166,8 @@ def _check_values(cfg: LabelConfig, path: Path) -> None:
         raise ConfigError(f"{path}: retries/reasks/reask_blocked must be >= 0, got "
                           f"{cfg.retries}/{cfg.reasks}/{cfg.reask_blocked}")
     _check_safety(cfg.safety_settings, path)
+    if cfg.label_mode not in LABEL_MODES:
+        raise ConfigError(f"{path}: label_mode must be one of {list(LABEL_MODES)}, got {cfg.label_mode!r}")
     if not 0 < cfg.batch_discount <= 1:
         raise ConfigError(f"{path}: batch_discount is a price multiplier in (0, 1], got {cfg.batch_discount}")
     if not 0 <= cfg.max_failed_share <= 1:
@@ -181,3 +191,9 @@ def _check_safety(settings: Any, path: Path) -> None:
         if threshold not in THRESHOLDS:
             raise ConfigError(f"{path}: safety_settings.{category} = {threshold!r}; "
                               f"expected one of {list(THRESHOLDS)}")
+
+
+def run_key(cfg: LabelConfig) -> RunKey:
+    """The identity labels are stored and reused under; the evidence mode has its own prompt."""
+    version = evidence_prompt_hash() if cfg.label_mode == "evidence" else prompt_hash()
+    return RunKey(cfg.provider, cfg.model, version, CONTRACT_VERSION)

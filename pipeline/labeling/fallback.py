@@ -49,7 +49,7 @@ async def label_refused(cfg: LabelConfig, spec: str, key: RunKey, teacher: RunKe
                if f.get("reason") == "blocked"]
     path = results_dir / FALLBACK_FILE
     done = current_rows(path, key)
-    samples = samples_by_id(shard_paths)
+    samples = samples_by_id(shard_paths, cfg.label_mode)
     todo = [samples[i] for i in refused if i not in done and i in samples]
     counts = {"refused": len(refused), "sent": len(todo), "labeled": 0, "failed": 0}
     if not todo:

@@ -40,7 +40,7 @@ from pipeline.labeling.records import (
     redact,
     result_row,
 )
-from pipeline.labeling.replies import judge, reask_messages
+from pipeline.labeling.replies import judge, reask_messages, student_text
 from pipeline.labeling.retry import backoff
 from pipeline.ratelimit import RateLimiter
 
@@ -92,18 +92,21 @@ class Labeler:
         """Labels for one prompt, re-asking invalid replies up to `reasks` times."""
         out = Outcome(None)
         history: list[tuple[str, str]] = []
+        evidence = self.cfg.label_mode == "evidence"
+        source = student_text(conversation) if evidence else None
         while True:
             try:
-                reply = await self._send(reask_messages(prompt, history), conversation, out)
+                reply = await self._send(reask_messages(prompt, history, evidence), conversation, out)
             except GiveUp as exc:
                 out.reason, out.error = "transient_errors", redact(str(exc), self.provider.secrets)
                 return out
             out.usage = out.usage + reply.usage
             out.text, out.finish_reason = reply.text, reply.finish_reason
             out.block_reason, out.safety_ratings = reply.block_reason, reply.safety_ratings
-            verdict = judge(reply, len(history), self.cfg.reasks, self.cfg.reask_blocked)
+            verdict = judge(reply, len(history), self.cfg.reasks, self.cfg.reask_blocked, source)
             if not verdict.reask:
                 out.labels, out.reason, out.error = verdict.labels, verdict.reason, verdict.error
+                out.evidence = verdict.evidence
                 return out
             log.info("invalid reply (%s): re-ask %d", verdict.error[:160], len(history) + 1)
             history.append((reply.text, verdict.error))
@@ -137,7 +140,7 @@ class Run:
 
     async def shard(self, path: Path) -> dict[str, int]:
         files = ShardFiles.of(path, self.results_dir)
-        samples, dups = read_samples(path)
+        samples, dups = read_samples(path, self.cfg.label_mode)
         done = current_rows(files.results, self.key)
         # Reading the failures also repairs a torn tail before appending. A refusal is final for
         # this key: a re-run sends the other failures again, never a refused prompt.
@@ -161,7 +164,8 @@ class Run:
                 first = group[0]
                 cached = self.cache.get(first.sha)
                 if cached is not None:
-                    out = Outcome({k: cached[k] for k in LABEL_FIELDS_ROW}, finish_reason=cached.get("finish_reason", ""))
+                    out = Outcome({k: cached[k] for k in LABEL_FIELDS_ROW}, evidence=cached.get("evidence"),
+                                  finish_reason=cached.get("finish_reason", ""))
                     for s in group:
                         ok_journal.write(result_row(s, out, self.key, dedup_of=cached["id"]))
                 else:

@@ -18,7 +18,7 @@ from typing import Any
 
 from psyedge.contract import canonical_json
 from psyedge.errors import InputError
-from psyedge.prompt import instruction_and_transcript
+from psyedge.prompt import evidence_prompt, instruction_and_transcript
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,10 @@ class Sample:
     error: str = ""
 
 
-def read_samples(path: Path) -> tuple[list[Sample], int]:
+def read_samples(path: Path, mode: str = "labels") -> tuple[list[Sample], int]:
     """Samples of a shard in file order, and how many duplicate ids were skipped.
 
+    `mode` picks the teacher prompt (`evidence` adds the request for quotes).
     A line that is not JSON or not a valid record becomes a sample with `error` (it goes to the
     failed file with reason `bad_input`): every input line is accounted for.
     """
@@ -150,7 +151,8 @@ def read_samples(path: Path) -> tuple[list[Sample], int]:
                 continue
             seen.add(sid)
             try:
-                prompt = instruction_and_transcript(rec.get("conversation"))
+                build = evidence_prompt if mode == "evidence" else instruction_and_transcript
+                prompt = build(rec.get("conversation"))
             except (InputError, TypeError) as exc:
                 samples.append(Sample(sid, rec, error=f"{where}: {exc}"))
                 continue
@@ -158,11 +160,11 @@ def read_samples(path: Path) -> tuple[list[Sample], int]:
     return samples, dups
 
 
-def samples_by_id(shard_paths: list[Path]) -> dict[str, Sample]:
+def samples_by_id(shard_paths: list[Path], mode: str = "labels") -> dict[str, Sample]:
     """Every sample of the shards by id, in input order (the first occurrence of an id wins)."""
     out: dict[str, Sample] = {}
     for path in shard_paths:
-        for s in read_samples(path)[0]:
+        for s in read_samples(path, mode)[0]:
             out.setdefault(s.id, s)
     return out
 
@@ -181,6 +183,8 @@ class Outcome:
     error: str = ""
     block_reason: str = ""
     safety_ratings: tuple[dict[str, Any], ...] = ()
+    #: Quotes backing the labels (evidence mode only; None in the labels mode).
+    evidence: list[str] | None = None
 
 
 def prompt_sha(prompt: str) -> str:
@@ -203,6 +207,8 @@ def result_row(s: Sample, out: Outcome, key: RunKey, dedup_of: str | None = None
     row.update(key.stamp())
     if out.labels is not None:
         row.update(source=s.record.get("source"), topic=s.record.get("topic"), provenance=provenance)
+        if out.evidence is not None:
+            row["evidence"] = out.evidence
     else:
         row.update(reason=out.reason, error=out.error, raw_text=out.text)
         if out.reason == "blocked":

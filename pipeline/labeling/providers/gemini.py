@@ -70,7 +70,7 @@ def generation_config(cfg: LabelConfig) -> Any:
 
     kwargs: dict[str, Any] = {
         "response_mime_type": "application/json",
-        "response_schema": gemini_schema(),
+        "response_schema": gemini_schema(cfg.label_mode == "evidence"),
         "temperature": cfg.temperature,
         "max_output_tokens": cfg.max_output_tokens,
     }
