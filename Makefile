@@ -15,7 +15,7 @@ MAKEFLAGS += --no-builtin-rules
 # win over the environment and the defaults below. A VAR=value on the command line still wins.
 PSYEDGE_CONFIG ?= config.mk
 -include $(PSYEDGE_CONFIG)
-CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL FALLBACK LABEL_CONFIG \
+CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_MODE FALLBACK LABEL_CONFIG \
   PROFILE SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
   DATA_DIR MODELS_DIR REPORTS_DIR
 
@@ -58,6 +58,9 @@ LABEL_CONFIG ?= pipeline/label_config.yaml
 # Empty: refused samples wait for review (make review lists them first) and `make sft` stops
 # if a risk class the lexicon finds is left without labels (ALLOW_MISSING_RISK=1 overrides).
 FALLBACK ?=
+# labels | evidence (the teacher also quotes the student's words that support its labels: in
+# dataset.jsonl and the review queue, never in the SFT set). Empty: label_config.yaml's choice.
+LABEL_MODE ?=
 ALLOW_MISSING_RISK ?=
 
 # Training: PROFILE=tiny builds a tiny base model here; a40 is the real run on SLURM.
@@ -166,7 +169,7 @@ config: ## show every setting, its value and where it came from
 # folder under labeling/results/, named by pipeline.teacher; make reads the name from a small
 # include built once per provider/model (and again when the config or the contract changes).
 RESULTS_ROOT := $(DATA_DIR)/labeling/results
-TEACHER_MK := $(DATA_DIR)/.make/teacher-$(PROVIDER)-$(or $(subst /,_,$(MODEL)),default).mk
+TEACHER_MK := $(DATA_DIR)/.make/teacher-$(PROVIDER)-$(or $(subst /,_,$(MODEL)),default)$(if $(LABEL_MODE),-$(LABEL_MODE),).mk
 TEACHER_GOALS := label review apply-review sft train merge gguf quantize assess bench bench-gemma
 ifneq ($(filter $(TEACHER_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(TEACHER_MK)
@@ -175,7 +178,7 @@ else ifneq ($(filter config,$(MAKECMDGOALS)),)
 endif
 $(TEACHER_MK): $(LABEL_CONFIG) $(CONTRACT_SRC) pipeline/teacher.py | $(VENV_OK)
 	@$(PY) -m pipeline.teacher --provider "$(PROVIDER)" --model "$(MODEL)" \
-	  --config "$(LABEL_CONFIG)" --mk $@
+	  --mode "$(LABEL_MODE)" --config "$(LABEL_CONFIG)" --mk $@
 TEACHER_DIR = $(RESULTS_ROOT)/$(TEACHER_KEY)
 
 # ---- 1. data -------------------------------------------------------------------------------
@@ -214,11 +217,12 @@ $(TEACHER_DIR)/.request: FORCE | $(VENV_OK)
 	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD) fallback=$(FALLBACK)"
 
 $(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | $(VENV_OK)
-	$(call using,label,PROVIDER MODEL FALLBACK LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
+	$(call using,label,PROVIDER MODEL LABEL_MODE FALLBACK LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
 	@$(GUARD) label --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
 	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" \
-	  $(if $(SHARD),--shard "$(SHARD)",) $(if $(FALLBACK),--fallback "$(FALLBACK)",)
+	  $(if $(SHARD),--shard "$(SHARD)",) $(if $(FALLBACK),--fallback "$(FALLBACK)",) \
+	  $(if $(LABEL_MODE),--mode "$(LABEL_MODE)",)
 	@touch $(LABELS_OK)
 
 .PHONY: label review apply-review

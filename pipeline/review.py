@@ -119,7 +119,11 @@ def label_studio_config() -> str:
         desc = LABEL_SCHEMA["properties"][name].get("description", "")
         blocks.append(f'  <Header value="{name} ({desc})"/>\n'
                       f'  <Choices name="{name}" toName="dialogue" choice="single" required="true">{choices}</Choices>')
-    return ('<View>\n  <Text name="dialogue" value="$dialogue"/>\n  <Text name="why" value="$reasons"/>\n'
+    # The teacher's quotes (evidence mode) arrive as highlighted spans of the dialogue.
+    evidence = ('  <Labels name="evidence" toName="dialogue">'
+                '<Label value="evidence" background="#ffe08a"/></Labels>\n')
+    return ('<View>\n' + evidence + '  <Text name="dialogue" value="$dialogue"/>\n'
+            '  <Text name="why" value="$reasons"/>\n'
             + "\n".join(blocks) + '\n  <TextArea name="note" toName="dialogue" rows="2"/>\n</View>\n')
 
 
@@ -131,6 +135,13 @@ def label_studio_task(item: dict[str, Any]) -> dict[str, Any]:
         return task
     result = [{"from_name": k, "to_name": "dialogue", "type": "choices", "value": {"choices": [str(item["labels"][k])]}}
               for k in FIELDS]
+    for quote in item.get("evidence") or []:
+        start = item["dialogue"].find(quote)
+        if start >= 0:  # a checked quote is in the normalised turn the teacher read: found
+            # here unless normalising changed that stretch of the raw text (then not shown)
+            result.append({"from_name": "evidence", "to_name": "dialogue", "type": "labels",
+                           "value": {"start": start, "end": start + len(quote), "text": quote,
+                                     "labels": ["evidence"]}})
     task["predictions"] = [{"model_version": f"{item['model']}@{item['prompt_version']}",
                             "score": round(1.0 / (1 + int(item.get("reasks", 0) or 0)), 3), "result": result}]
     return task
@@ -166,7 +177,8 @@ def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
                       "label_source": row.get("label_source", "teacher"), "provider": row.get("provider"),
                       "model": row.get("model"), "prompt_version": row.get("prompt_version"),
                       "reasks": row.get("reasks", 0), "source": row.get("source"), "topic": row.get("topic"),
-                      "conversation": conv, "dialogue": dialogue_text(conv)})
+                      "evidence": row.get("evidence"), "conversation": conv,
+                      "dialogue": dialogue_text(conv)})
     out = labeling / "review"
     write_jsonl(out / "queue.jsonl", queue)
     with_tasks = [label_studio_task(q) for q in queue]

@@ -31,6 +31,8 @@ from typing import Any
 #: Fault kinds the plan may choose (HTTP-level first, then invalid answers).
 HTTP_FAULTS = ("429", "500", "503", "slow")
 ANSWER_FAULTS = ("truncated", "out_of_range", "unknown_enum")
+#: Evidence mode only: a quote the student never wrote (must be re-asked).
+EVIDENCE_FAULTS = ("fake_quote",)
 FAULTS = HTTP_FAULTS + ANSWER_FAULTS
 
 #: How a refusal looks: the prompt blocked (`promptFeedback.blockReason`, no candidate), a
@@ -169,7 +171,11 @@ class FakeGemini:
             labels["depression_level"] = 7
         elif fault == "unknown_enum":
             labels["risk_flag"] = "maybe"
-        text = json.dumps(labels, separators=(",", ":"))
+        prompt = contents[0]["parts"][0]["text"]
+        if EVIDENCE_MARK in prompt:  # the evidence mode: quotes of the student's lines
+            quotes = [line[:12] for line in student_lines(prompt)][:2]
+            labels["evidence"] = ["我从来没有说过这句话"] if fault == "fake_quote" else quotes
+        text = json.dumps(labels, ensure_ascii=False, separators=(",", ":"))
         finish = "STOP"
         if fault == "truncated":
             text, finish = text[: len(text) // 2], "MAX_TOKENS"
@@ -195,16 +201,25 @@ class FakeGemini:
         return {"error": {"code": code, "message": message, "status": status, "details": details}}
 
 
+#: How the fake tells an evidence-mode prompt (the SDK's request for quotes names the field).
+EVIDENCE_MARK = '"evidence"'
+
+
+def student_lines(prompt: str) -> list[str]:
+    """The student's turns in the transcript of an SDK prompt."""
+    from psyedge.prompt import ROLE_NAMES
+
+    mark = ROLE_NAMES["user"] + "："
+    return [line[len(mark):] for line in prompt.splitlines() if line.startswith(mark)]
+
+
 def student_risk(prompt: str) -> str:
     """The lexicon's flag for the student's lines of an SDK prompt (the instruction itself names
     the risk classes, so only transcript lines of the student count)."""
     from psyedge.contract import most_severe
     from psyedge.lexicon import lexicon_risk
-    from psyedge.prompt import ROLE_NAMES
 
-    mark = ROLE_NAMES["user"] + "："
-    return most_severe({lexicon_risk(line[len(mark):]) for line in prompt.splitlines()
-                        if line.startswith(mark)})
+    return most_severe({lexicon_risk(line) for line in student_lines(prompt)})
 
 
 _RATINGS = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
