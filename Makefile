@@ -15,7 +15,7 @@ MAKEFLAGS += --no-builtin-rules
 # win over the environment and the defaults below. A VAR=value on the command line still wins.
 PSYEDGE_CONFIG ?= config.mk
 -include $(PSYEDGE_CONFIG)
-CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_CONFIG \
+CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_MODE FALLBACK LABEL_CONFIG \
   PROFILE SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
   DATA_DIR MODELS_DIR REPORTS_DIR
 
@@ -54,6 +54,14 @@ PROVIDER ?= rules
 MODEL    ?=
 SHARD    ?=
 LABEL_CONFIG ?= pipeline/label_config.yaml
+# A second teacher for the samples the first one refuses (blocked): rules | PROVIDER[:MODEL].
+# Empty: refused samples wait for review (make review lists them first) and `make sft` stops
+# if a risk class the lexicon finds is left without labels (ALLOW_MISSING_RISK=1 overrides).
+FALLBACK ?=
+# labels | evidence (the teacher also quotes the student's words that support its labels: in
+# dataset.jsonl and the review queue, never in the SFT set). Empty: label_config.yaml's choice.
+LABEL_MODE ?=
+ALLOW_MISSING_RISK ?=
 
 # Training: PROFILE=tiny builds a tiny base model here; a40 is the real run on SLURM.
 PROFILE    ?= tiny
@@ -123,7 +131,7 @@ endif
 # Code each stage depends on (a change reruns that stage and what follows).
 CONTRACT_SRC := $(wildcard sdk/python/psyedge/contract.py sdk/python/psyedge/prompt.py sdk/python/psyedge/data/labels.schema.json)
 DATA_SRC  := $(wildcard pipeline/clean.py pipeline/pii.py pipeline/student.py pipeline/parsers/*.py) $(CONTRACT_SRC)
-LABEL_SRC := $(wildcard pipeline/label.py pipeline/review.py pipeline/ratelimit.py pipeline/cost.py pipeline/providers/*.py sdk/python/psyedge/lexicon.py sdk/python/psyedge/data/risk_lexicon.json) $(CONTRACT_SRC)
+LABEL_SRC := $(wildcard pipeline/label.py pipeline/review.py pipeline/ratelimit.py pipeline/cost.py pipeline/labeling/*.py pipeline/labeling/providers/*.py sdk/python/psyedge/lexicon.py sdk/python/psyedge/data/risk_lexicon.json) $(CONTRACT_SRC)
 
 # ---- environment ---------------------------------------------------------------------------
 VENV_OK := $(VENV)/.installed
@@ -161,7 +169,7 @@ config: ## show every setting, its value and where it came from
 # folder under labeling/results/, named by pipeline.teacher; make reads the name from a small
 # include built once per provider/model (and again when the config or the contract changes).
 RESULTS_ROOT := $(DATA_DIR)/labeling/results
-TEACHER_MK := $(DATA_DIR)/.make/teacher-$(PROVIDER)-$(or $(subst /,_,$(MODEL)),default).mk
+TEACHER_MK := $(DATA_DIR)/.make/teacher-$(PROVIDER)-$(or $(subst /,_,$(MODEL)),default)$(if $(LABEL_MODE),-$(LABEL_MODE),).mk
 TEACHER_GOALS := label review apply-review sft train merge gguf quantize assess bench bench-gemma
 ifneq ($(filter $(TEACHER_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(TEACHER_MK)
@@ -170,7 +178,7 @@ else ifneq ($(filter config,$(MAKECMDGOALS)),)
 endif
 $(TEACHER_MK): $(LABEL_CONFIG) $(CONTRACT_SRC) pipeline/teacher.py | $(VENV_OK)
 	@$(PY) -m pipeline.teacher --provider "$(PROVIDER)" --model "$(MODEL)" \
-	  --config "$(LABEL_CONFIG)" --mk $@
+	  --mode "$(LABEL_MODE)" --config "$(LABEL_CONFIG)" --mk $@
 TEACHER_DIR = $(RESULTS_ROOT)/$(TEACHER_KEY)
 
 # ---- 1. data -------------------------------------------------------------------------------
@@ -206,18 +214,19 @@ LABELS = $(TEACHER_DIR)/dataset.jsonl
 LABELS_OK = $(TEACHER_DIR)/.complete
 
 $(TEACHER_DIR)/.request: FORCE | $(VENV_OK)
-	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD)"
+	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD) fallback=$(FALLBACK)"
 
 $(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | $(VENV_OK)
-	$(call using,label,PROVIDER MODEL LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
+	$(call using,label,PROVIDER MODEL LABEL_MODE FALLBACK LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
 	@$(GUARD) label --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
 	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" \
-	  $(if $(SHARD),--shard "$(SHARD)",)
+	  $(if $(SHARD),--shard "$(SHARD)",) $(if $(FALLBACK),--fallback "$(FALLBACK)",) \
+	  $(if $(LABEL_MODE),--mode "$(LABEL_MODE)",)
 	@touch $(LABELS_OK)
 
 .PHONY: label review apply-review
-label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai)
+label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai, FALLBACK=rules)
 
 review: $(LABELS_OK) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
 	$(PY) -m pipeline.review queue --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR)
@@ -234,13 +243,14 @@ MERGED := $(RUN_DIR)/merged/model.safetensors
 
 # Which teacher and template the SFT set is built from: switching either rebuilds it.
 $(DATA_DIR)/datasets/.teacher: FORCE | $(VENV_OK)
-	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE)"
+	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE) allow-missing-risk=$(ALLOW_MISSING_RISK)"
 
 SFT_DEPS = $(LABELS_OK) $(LABELS) $(DATA_DIR)/datasets/.teacher $(UNIFIED_MIN) \
   $(wildcard training/sft.py) $(CONTRACT_SRC)
 $(SFT): $(SFT_DEPS) | $(VENV_OK)
-	$(call using,sft,PROVIDER MODEL TEMPLATE,labels of teacher $(TEACHER_KEY))
-	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE)
+	$(call using,sft,PROVIDER MODEL FALLBACK TEMPLATE,labels of teacher $(TEACHER_KEY))
+	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE) \
+	  $(if $(ALLOW_MISSING_RISK),--allow-missing-risk,)
 
 $(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
 	$(PY) -m training.tiny --out $(MODELS_DIR)/tiny-base

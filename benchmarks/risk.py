@@ -60,17 +60,17 @@ def rules_predictor() -> tuple[Callable[[str], str] | None, str]:
     The teacher labels conversations; a PsySUICIDE text becomes a one-turn user conversation.
     """
     try:
-        from pipeline.providers import rules  # optional: the labeling stage may be absent
+        from pipeline.labeling.providers import rules  # optional: the labeling stage may be absent
     except ImportError as exc:
-        return None, f"pipeline.providers.rules is not importable ({exc})"
+        return None, f"pipeline.labeling.providers.rules is not importable ({exc})"
     fn = getattr(rules, "rule_labels", None)
     if not callable(fn):
-        return None, "pipeline.providers.rules has no rule_labels(conversation)"
+        return None, "pipeline.labeling.providers.rules has no rule_labels(conversation)"
 
     def via_rules(text: str) -> str:
         return str(fn([{"role": "user", "text": text}])["risk_flag"])
 
-    return via_rules, "pipeline.providers.rules.rule_labels"
+    return via_rules, "pipeline.labeling.providers.rules.rule_labels"
 
 
 def model_predictions(model: Path, template: str | None, rows: Sequence[RiskRow]) -> dict[str, list[Any]]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.providers.base import Usage
-from pipeline.providers.config import LabelConfig
+from pipeline.labeling.config import LabelConfig
+from pipeline.labeling.records import Usage
 
 log = logging.getLogger(__name__)
 

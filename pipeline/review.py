@@ -3,7 +3,9 @@
     python -m pipeline.review queue --data-dir DIR [--fraction 0.03] [--seed 0]
     python -m pipeline.review apply --data-dir DIR --reviewed FILE
 
-The queue (`DIR/labeling/review/`) holds every sample with `risk_flag != none` (a missed or a
+The queue (`DIR/labeling/review/`) holds first every sample the teacher refused (`blocked.jsonl`:
+it refuses exactly the suicide and self-harm dialogues, so a human must see them whether or not a
+fallback labeled them), then every sample with `risk_flag != none` (a missed or a
 false suicide flag is the costliest error), every sample the teacher had to be re-asked about
 (its first answer was invalid: a sign of a hard case) and a random `fraction` of the rest (to
 estimate the teacher's error rate on ordinary samples; chosen by a hash of id and seed, so the
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import read_jsonl, write_jsonl
-from pipeline.providers.journal import SHARD_RE
+from pipeline.labeling.journal import BLOCKED_FILE, SHARD_RE
 from psyedge.contract import FIELDS, LABEL_SCHEMA, allowed_values, validate
 from psyedge.errors import LabelError
 from psyedge.prompt import ROLE_NAMES
@@ -65,7 +67,7 @@ def apply_corrections(rows: Iterable[dict[str, Any]], corrections: dict[str, dic
         fix = corrections.get(row["id"])
         if fix is None:
             row.update(teacher)
-            row["label_source"] = "teacher"
+            row["label_source"] = row.get("provenance", "teacher")  # or fallback:<teacher>
         else:
             row.update({k: fix[k] for k in FIELDS})
             row.update({"teacher_labels": teacher, "label_source": "human", "reviewed_by": fix.get("reviewer"),
@@ -117,36 +119,66 @@ def label_studio_config() -> str:
         desc = LABEL_SCHEMA["properties"][name].get("description", "")
         blocks.append(f'  <Header value="{name} ({desc})"/>\n'
                       f'  <Choices name="{name}" toName="dialogue" choice="single" required="true">{choices}</Choices>')
-    return ('<View>\n  <Text name="dialogue" value="$dialogue"/>\n  <Text name="why" value="$reasons"/>\n'
+    # The teacher's quotes (evidence mode) arrive as highlighted spans of the dialogue.
+    evidence = ('  <Labels name="evidence" toName="dialogue">'
+                '<Label value="evidence" background="#ffe08a"/></Labels>\n')
+    return ('<View>\n' + evidence + '  <Text name="dialogue" value="$dialogue"/>\n'
+            '  <Text name="why" value="$reasons"/>\n'
             + "\n".join(blocks) + '\n  <TextArea name="note" toName="dialogue" rows="2"/>\n</View>\n')
 
 
 def label_studio_task(item: dict[str, Any]) -> dict[str, Any]:
+    """One import task; a sample nobody labeled (refused, no fallback) has no prediction."""
+    task: dict[str, Any] = {"data": {"sample_id": item["id"], "dialogue": item["dialogue"],
+                                     "reasons": ", ".join(item["reasons"])}, "predictions": []}
+    if item["labels"] is None:
+        return task
     result = [{"from_name": k, "to_name": "dialogue", "type": "choices", "value": {"choices": [str(item["labels"][k])]}}
               for k in FIELDS]
-    return {"data": {"sample_id": item["id"], "dialogue": item["dialogue"], "reasons": ", ".join(item["reasons"])},
-            "predictions": [{"model_version": f"{item['model']}@{item['prompt_version']}",
-                             "score": round(1.0 / (1 + int(item.get("reasks", 0) or 0)), 3), "result": result}]}
+    for quote in item.get("evidence") or []:
+        start = item["dialogue"].find(quote)
+        if start >= 0:  # a checked quote is in the normalised turn the teacher read: found
+            # here unless normalising changed that stretch of the raw text (then not shown)
+            result.append({"from_name": "evidence", "to_name": "dialogue", "type": "labels",
+                           "value": {"start": start, "end": start + len(quote), "text": quote,
+                                     "labels": ["evidence"]}})
+    task["predictions"] = [{"model_version": f"{item['model']}@{item['prompt_version']}",
+                            "score": round(1.0 / (1 + int(item.get("reasks", 0) or 0)), 3), "result": result}]
+    return task
+
+
+def _blocked_reasons(results: Path) -> dict[str, list[str]]:
+    """id -> ["blocked:<why>"] for every refusal of the teacher (`blocked.jsonl`, may be absent)."""
+    path = results / BLOCKED_FILE
+    rows = read_jsonl(path) if path.exists() else []
+    return {r["id"]: [f"blocked:{r.get('block_reason') or r.get('finish_reason') or 'empty'}"]
+            for r in rows}
 
 
 def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
                 results: Path | None = None) -> dict[str, int]:
     labeling = data_dir / "labeling"
-    dataset = (results or labeling / "results") / "dataset.jsonl"
+    results = results or labeling / "results"
+    dataset = results / "dataset.jsonl"
     if not dataset.exists():
         raise ReviewError(f"{dataset} does not exist: run `make label` first")
     convs = _conversations(labeling)
+    blocked = _blocked_reasons(results)
+    rows = {r["id"]: r for r in read_jsonl(dataset)}
     queue = []
-    for row in read_jsonl(dataset):
-        reasons = review_reasons(row, fraction, seed)
+    for sid in [*blocked, *(i for i in rows if i not in blocked)]:
+        row = rows.get(sid) or {"id": sid, "provider": None, "model": None, "prompt_version": None}
+        reasons = blocked.get(sid, []) + (review_reasons(row, fraction, seed) if sid in rows else [])
         if not reasons:
             continue
         conv = convs.get(row["id"], {}).get("conversation", [])
-        queue.append({"id": row["id"], "reasons": reasons, "labels": {k: row[k] for k in FIELDS},
+        labels = {k: row[k] for k in FIELDS} if sid in rows else None
+        queue.append({"id": row["id"], "reasons": reasons, "labels": labels,
                       "label_source": row.get("label_source", "teacher"), "provider": row.get("provider"),
                       "model": row.get("model"), "prompt_version": row.get("prompt_version"),
                       "reasks": row.get("reasks", 0), "source": row.get("source"), "topic": row.get("topic"),
-                      "conversation": conv, "dialogue": dialogue_text(conv)})
+                      "evidence": row.get("evidence"), "conversation": conv,
+                      "dialogue": dialogue_text(conv)})
     out = labeling / "review"
     write_jsonl(out / "queue.jsonl", queue)
     with_tasks = [label_studio_task(q) for q in queue]
@@ -154,7 +186,7 @@ def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
 
     atomic_write_json(out / "label_studio_tasks.json", with_tasks)
     atomic_write_text(out / "label_studio_config.xml", label_studio_config())
-    counts = {"queued": len(queue), "risk": sum(any(r.startswith("risk") for r in q["reasons"]) for q in queue),
+    counts = {"queued": len(queue), "blocked": len(blocked), "risk": sum(any(r.startswith("risk") for r in q["reasons"]) for q in queue),
               "reasked": sum(any(r.startswith("reasked") for r in q["reasons"]) for q in queue),
               "random": sum("random" in q["reasons"] for q in queue)}
     print(f"review queue: {counts} -> {out}/queue.jsonl, {out}/label_studio_tasks.json "

@@ -12,8 +12,13 @@ them by `id` and writes under `datasets/`:
   `validation`: a deterministic 95/5 split stratified by `risk_flag`.
 - `sft_student_mental_train.jsonl` / `sft_student_mental_val.jsonl`: the same records per split,
   for LLaMA-Factory, with `dataset_info.json` describing both (alpaca columns).
-- `sft_stats.json`: counts per split and risk flag, the template, contract version, prompt hash
-  and input hashes, so a trained model can be traced to the exact data it saw.
+- `sft_stats.json`: counts per split and risk flag, where the labels came from (teacher,
+  `fallback:<teacher>`, human), the template, contract version, prompt hash and input hashes,
+  so a trained model can be traced to the exact data it saw.
+
+A set in which a risk class that the SDK lexicon finds in the conversations has no label at all
+is refused (a teacher that refuses suicide dialogues leaves exactly that): the model would never
+see the class. `--allow-missing-risk` builds it anyway and keeps the warning in the stats.
 
 The prompt text is never assembled here: `psyedge.prompt` builds it, so the SFT text of a sample
 equals what the Screener renders for the same conversation (tests/training/test_sft.py checks it).
@@ -33,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import JsonlError, atomic_write_json, file_sha256, read_jsonl, write_jsonl
+from pipeline.labeling.report import missing_risk_classes
 from psyedge.contract import CONTRACT_VERSION, FIELDS, canonical_json, validate
 from psyedge.errors import InputError, LabelError
+from psyedge.lexicon import conversation_risk
 from psyedge.prompt import INSTRUCTION, get_template, prepare, prompt_hash, transcript
 
 log = logging.getLogger(__name__)
@@ -160,8 +167,30 @@ def dataset_info() -> dict[str, Any]:
             for s in ("train", "validation")}
 
 
+def risk_coverage(conversations: Mapping[str, Any], records: list[dict[str, Any]],
+                  allow_missing: bool) -> tuple[dict[str, int], list[str]]:
+    """Lexicon classes of the conversations, and warnings for those no record is labeled with.
+
+    Raises `SftError` on a missing class unless `allow_missing`: then the warning is returned
+    for the stats, where it stays as long as the set does.
+    """
+    found = Counter(conversation_risk(c) for c in conversations.values())
+    missing = missing_risk_classes(found, {risk_of(r) for r in records})
+    warnings = [f"the lexicon finds {cls} in {found[cls]} conversation(s) but no record is "
+                f"labeled {cls}" for cls in missing]
+    if warnings and not allow_missing:
+        raise SftError("; ".join(warnings) + ": a model trained on this set never sees that class. "
+                       "The teacher's refusals are in blocked.jsonl beside the labels: label them "
+                       "with FALLBACK=rules (make label), or review them (make review, make "
+                       "apply-review); ALLOW_MISSING_RISK=1 (--allow-missing-risk) builds it anyway")
+    for w in warnings:
+        log.warning("%s (built anyway: --allow-missing-risk)", w)
+    return dict(sorted(found.items())), warnings
+
+
 def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
-              skip_invalid: bool = False, labels: Path | None = None) -> dict[str, Any]:
+              skip_invalid: bool = False, labels: Path | None = None,
+              allow_missing_risk: bool = False) -> dict[str, Any]:
     """Write the SFT files under `data_dir/datasets`; return the stats that were written.
 
     Refused records (invalid labels, no conversation, duplicate ids) fail the build, listing
@@ -173,7 +202,8 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
         if not path.is_file():
             raise SftError(f"{path} not found: run `{make_target} DATA_DIR={data_dir}` first")
     conversations = load_conversations(conv_path)
-    result = build_records(read_jsonl(labels_path), conversations, labels_path)
+    label_rows = list(read_jsonl(labels_path))
+    result = build_records(label_rows, conversations, labels_path)
     if result.refused and not skip_invalid:
         shown = "\n".join(f"  {rid}: {reason}" for rid, reason in result.refused[:20])
         more = f"\n  ... and {len(result.refused) - 20} more" if len(result.refused) > 20 else ""
@@ -182,7 +212,11 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
     if not result.records:
         raise SftError(f"no usable records in {labels_path}")
     records = sorted(result.records, key=lambda r: r["id"])
+    lexicon_classes, risk_warnings = risk_coverage(conversations, records, allow_missing_risk)
     assign_splits(records, val_fraction)
+    used = {r["id"] for r in records}
+    sources = Counter(str(r.get("label_source") or r.get("provenance") or "teacher")
+                      for r in label_rows if r.get("id") in used)
 
     out = data_dir / OUT_DIR
     ordered = [{k: r[k] for k in ("id", "split", "instruction", "input", "output")} for r in records]
@@ -199,6 +233,10 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
         "splits": {s: {"total": sum(c.values()), "risk_flag": dict(sorted(c.items()))} for s, c in counts.items()},
         "refused": len(result.refused),
         "refused_ids": [{"id": rid, "reason": reason} for rid, reason in result.refused],
+        "label_sources": dict(sorted(sources.items())),
+        "fallback_records": sum(n for s, n in sources.items() if s.startswith("fallback:")),
+        "lexicon_classes": lexicon_classes,
+        "warnings": risk_warnings,
         "template": template,
         "llamafactory_template": LF_TEMPLATES[template],
         "val_fraction": val_fraction,
@@ -241,20 +279,24 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"validation share per risk flag (default {VAL_FRACTION})")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="leave refused records out (listed in sft_stats.json) instead of failing")
+    parser.add_argument("--allow-missing-risk", action="store_true",
+                        help="build even if a risk class the lexicon finds has no label (warned)")
     parser.add_argument("--labels", type=Path,
                         help=f"labels JSONL (default: DATA_DIR/{LABELS_PATH})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         stats = build_sft(args.data_dir, args.template, args.val_fraction, args.skip_invalid,
-                          args.labels)
+                          args.labels, args.allow_missing_risk)
     except (SftError, JsonlError, InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     splits = stats["splits"]
     print(f"SFT set: {stats['records']} records (train {splits['train']['total']}, "
-          f"validation {splits['validation']['total']}; refused {stats['refused']}) -> "
-          f"{args.data_dir / OUT_DIR / SFT_NAME}")
+          f"validation {splits['validation']['total']}; refused {stats['refused']}; "
+          f"fallback labels {stats['fallback_records']}) -> {args.data_dir / OUT_DIR / SFT_NAME}")
+    for warning in stats["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 

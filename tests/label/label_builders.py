@@ -53,7 +53,7 @@ defaults:
   max_failed_share: {max_failed_share}
 providers:
   rules: {{model: rules-v1, concurrency: 1}}
-  gemini: {{model: fake-flash, api_version: {api_version}, safety_threshold: BLOCK_NONE}}
+  gemini: {{model: fake-flash, api_version: {api_version}, safety_settings: {{HARM_CATEGORY_DANGEROUS_CONTENT: BLOCK_NONE, HARM_CATEGORY_HARASSMENT: BLOCK_NONE}}}}
   gemini-batch: {{model: fake-flash, api_version: v1beta, batch_discount: 0.5, poll_interval_s: 0.02, wait_s: {wait}}}
   openai: {{model: fake-flash, base_url: "{openai_url}", api_key_env: PSYEDGE_TEST_OPENAI_KEY}}
 models:

@@ -11,7 +11,7 @@ from fake_gemini import FakeGemini, expected_labels, prompt_key, random_faults
 from label_builders import read_jsonl, write_config, write_shards
 
 from pipeline import label
-from pipeline.providers.journal import SHARD_RE
+from pipeline.labeling.journal import SHARD_RE
 from psyedge.contract import FIELDS, validate
 from psyedge.prompt import instruction_and_transcript, prompt_hash
 
@@ -175,5 +175,7 @@ def test_blocked_prompt_is_reported_as_blocked(tmp_path: Path, fake: FakeGemini,
     write_shards(tmp_path, shards=1, per_shard=1)
     assert run(tmp_path, write_config(tmp_path / "c.yaml")) == 0
     fail = read_jsonl(tmp_path / "labeling/results/failed.jsonl")[0]
-    assert fail["reason"] == "blocked" and fail["finish_reason"] == "BLOCKED_SAFETY" and fail["attempts"] == 3
+    # a refusal is final: asked once, never re-asked as if the answer were malformed
+    assert fail["reason"] == "blocked" and fail["finish_reason"] == "BLOCKED_SAFETY" and fail["attempts"] == 1
+    assert fail["block_reason"] == "SAFETY" and fail["reasks"] == 0
     assert fail["usage"]["input"] == fake.stats.usage["input"] > 0

@@ -10,7 +10,7 @@ from fake_gemini import FakeGemini, random_faults
 from label_builders import write_config, write_shards
 
 from pipeline import label
-from pipeline.providers.base import redact
+from pipeline.labeling.records import redact
 
 
 def _all_text(root: Path) -> str:

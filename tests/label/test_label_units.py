@@ -18,10 +18,11 @@ from pipeline.cost import (
     estimate_tokens,
     prompt_token_stats,
 )
-from pipeline.providers.base import Reply, Usage, check_reply, gemini_schema, reask_messages
-from pipeline.providers.config import ConfigError, load_config
-from pipeline.providers.journal import read_rows
-from pipeline.providers.rules import rule_labels
+from pipeline.labeling.config import ConfigError, load_config
+from pipeline.labeling.journal import read_rows
+from pipeline.labeling.providers.rules import rule_labels
+from pipeline.labeling.records import Reply, Usage
+from pipeline.labeling.replies import check_reply, gemini_schema, reask_messages
 from pipeline.ratelimit import RateLimiter
 from psyedge.contract import FIELDS, validate
 

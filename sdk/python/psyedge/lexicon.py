@@ -291,3 +291,15 @@ def explain(text: str) -> list[Candidate]:
 def lexicon_risk(text: str) -> str:
     """The most severe risk flag the packaged lexicon finds in `text` ("none" if nothing)."""
     return load_lexicon().risk(text)
+
+
+def conversation_risk(conversation: Any) -> str:
+    """The most severe flag the packaged lexicon finds in the student's own turns.
+
+    Only `user` turns count: a counselor asking "有没有想过自杀" is not the student's risk. Each
+    turn is scanned on its own, so a context rule never reaches across a change of speaker. The
+    offline rules teacher and the labeling report both classify a sample this way.
+    """
+    turns = conversation if isinstance(conversation, list) else []
+    texts = [t.get("text", "") for t in turns if isinstance(t, dict) and t.get("role") == "user"]
+    return most_severe({lexicon_risk(t) for t in texts if isinstance(t, str)})

@@ -5,7 +5,7 @@ host. The reply is constrained with `response_format: {type: json_schema, strict
 SDK schema (llama.cpp turns it into a grammar, vLLM into guided decoding).
 
 Plain `urllib` in a worker thread keeps this dependency-free; concurrency is bounded by the
-caller (`pipeline.label`), so at most `concurrency` threads block on sockets at a time.
+caller (the interactive executor), so at most `concurrency` threads block on sockets at a time.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from pipeline.providers.base import (
+from pipeline.labeling.config import LabelConfig
+from pipeline.labeling.providers.base import Provider
+from pipeline.labeling.records import (
     TRANSIENT_STATUS,
     FatalError,
     Message,
-    Provider,
     Reply,
     TransientError,
     Usage,
-    openai_schema,
 )
-from pipeline.providers.config import LabelConfig
+from pipeline.labeling.replies import openai_schema
 
 #: OpenAI finish reasons onto the Gemini names `check_reply` knows.
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
@@ -50,6 +50,7 @@ class OpenAICompatProvider(Provider):
         self.cfg = cfg
         self.url = str(cfg.base_url).rstrip("/") + "/chat/completions"
         self._key = os.environ.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
+        self.secrets = [self._key] if self._key else []
 
     def _body(self, messages: list[Message]) -> bytes:
         return json.dumps({
