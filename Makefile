@@ -371,11 +371,11 @@ demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out row
 	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE)
 
 # Every hop of one run on the held-out rows: the base zero-shot, the merged checkpoint in PyTorch,
-# the f16 and Q4_K_M GGUFs through the SDK, and the Android engine's C++ core on the Q4_K_M file.
+# the f16 and Q4_K_M GGUFs through the SDK, and the Android engine's C++ core on the Q4_K_M file
+# (built by `make -C mobile/android host-driver`; without it that hop is reported absent).
 LADDER_DRIVER := mobile/android/build/arm/host/psyedge_driver
 .PHONY: bench-ladder
 bench-ladder: $(PSYSUICIDE_HOLDOUT) $(GEMMA_GGUF) | $(VENV_OK) ## the quality ladder of RUN on the held-out rows
-	$(MAKE) --no-print-directory -C mobile/android host-driver PY=$(abspath $(PY))
 	$(MAKE) --no-print-directory gguf quantize OUTTYPE=f16
 	$(PY) -m benchmarks.ladder --data $(PSYSUICIDE_HOLDOUT) --out $(BENCH_DIR)/$(RUN)-ladder \
 	  --base-gguf $(GEMMA_GGUF) --merged $(RUN_DIR)/merged --f16 $(RUN_DIR)/model-f16.gguf \
