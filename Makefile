@@ -368,7 +368,8 @@ demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out row
 	  SUBMIT=$(REAL_SUBMIT)
 	$(MAKE) --no-print-directory bench-risk MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
 	  RISK_DATA=$(PSYSUICIDE_HOLDOUT) BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-holdout
-	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE)
+	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
+	  SUBMIT=$(REAL_SUBMIT)
 
 # Every hop of one run on the held-out rows: the base zero-shot, the merged checkpoint in PyTorch,
 # the f16 and Q4_K_M GGUFs through the SDK, and the Android engine's C++ core on the Q4_K_M file
