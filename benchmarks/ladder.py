@@ -296,6 +296,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmarks.plots import save_figure
+
     names = list(report["hops"])
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     width = 0.2
@@ -312,12 +314,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("suicidal, non-synthetic held-out rows")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def build_hops(args: argparse.Namespace) -> tuple[list[Hop], dict[str, str]]:

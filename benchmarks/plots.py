@@ -24,7 +24,7 @@ PLAIN_COLOR = "#ff7f0e"
 DPI = 110
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     """Write the figure through a temporary name, so a crash never leaves half a PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
@@ -68,7 +68,7 @@ def latency_bars(rows: Sequence[Mapping[str, Any]], sides: Mapping[str, str], mo
     ax.set_title(f"Latency: psyedge vs plain grammar path\n{model} on {machine}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     ax.grid(axis="y", which="both", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _matrix(ax: Any, matrix: Sequence[Sequence[int]], labels: Sequence[Any], title: str) -> Any:
@@ -104,7 +104,7 @@ def confusion(panels: Sequence[tuple[str, Sequence[Sequence[int]]]], labels: Seq
         bar.update_ticks()
     n = sum(sum(r) for r in panels[0][1])
     fig.suptitle(f"Confusion matrix: {field} (n = {n})\n{model}", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def pr_curve(curves: Mapping[str, Mapping[str, Any]], operating: Mapping[str, tuple[float | None, float | None]],
@@ -141,7 +141,7 @@ def pr_curve(curves: Mapping[str, Mapping[str, Any]], operating: Mapping[str, tu
     ax.set_title(f"Risk detection over a probability threshold sweep\n{model}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def memory_bars(mem: Mapping[str, Any], model: str, machine: str, path: Path) -> Path:
@@ -167,4 +167,4 @@ def memory_bars(mem: Mapping[str, Any], model: str, machine: str, path: Path) ->
                  f"{model} on {machine}", fontsize=10)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -171,7 +171,7 @@ def test_every_figure_says_unit_model_prompt_threads_machine(bench_json: dict[st
 def test_plots_open_and_say_what_they_show(bench_json: dict[str, Any], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     texts: dict[str, str] = {}
-    real_save = plots._save
+    real_save = plots.save_figure
 
     def spy(fig: Any, path: Path) -> Path:
         words = [fig._suptitle.get_text() if fig._suptitle else ""]
@@ -180,7 +180,7 @@ def test_plots_open_and_say_what_they_show(bench_json: dict[str, Any], tmp_path:
         texts[path.name] = "\n".join(words)
         return real_save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", spy)
+    monkeypatch.setattr(plots, "save_figure", spy)
     summary = _summary(bench_json)
     files = report.write_plots(summary, tmp_path)
     assert set(files) == {"latency", "memory", "pr_curve", "confusion_depression_level", "confusion_anxiety_level",
