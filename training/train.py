@@ -298,10 +298,14 @@ def warmup_arguments(ratio: float) -> dict[str, float]:
     transformers 5 takes a float `warmup_steps` below 1 as a ratio and deprecates
     `warmup_ratio`; transformers 4 reads `warmup_steps` as a step count only.
     """
+    return {"warmup_steps": ratio} if _transformers_major() >= 5 else {"warmup_ratio": ratio}
+
+
+def _transformers_major() -> int:
+    """The installed transformers' major version: 5 renamed several TrainingArguments."""
     import transformers
 
-    major = int(transformers.__version__.split(".", 1)[0])
-    return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
+    return int(transformers.__version__.split(".", 1)[0])
 
 
 def sampling_arguments(group_by_length: bool) -> dict[str, Any]:
@@ -309,10 +313,7 @@ def sampling_arguments(group_by_length: bool) -> dict[str, Any]:
     `train_sampling_strategy` from transformers 5, `group_by_length` before it."""
     if not group_by_length:
         return {}
-    import transformers
-
-    major = int(transformers.__version__.split(".", 1)[0])
-    return ({"train_sampling_strategy": "group_by_length"} if major >= 5
+    return ({"train_sampling_strategy": "group_by_length"} if _transformers_major() >= 5
             else {"group_by_length": True})
 
 
