@@ -38,6 +38,7 @@ class TrainConfig:
     upcast_layernorm: bool = True       # norms in fp32 for stable 4-bit training
     gradient_checkpointing: bool = True
     answer_only_logits: bool = False    # output layer at answer positions only (big vocab)
+    risk_loss_weight: float = 1.0       # loss weight of the risk_flag value's tokens (answer_loss)
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -81,6 +82,11 @@ class TrainConfig:
             problems.append("learning_rate and epochs (or max_steps) must be positive")
         if self.save_steps % self.eval_steps and self.eval_steps % self.save_steps:
             problems.append(f"save_steps {self.save_steps} and eval_steps {self.eval_steps} should divide one another")
+        if self.risk_loss_weight < 1.0:
+            problems.append(f"risk_loss_weight must be >= 1, got {self.risk_loss_weight}")
+        if self.risk_loss_weight != 1.0 and not self.answer_only_logits:
+            problems.append("risk_loss_weight needs answer_only_logits: true (the weighted loss is "
+                            "training.answer_loss)")
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -72,16 +72,40 @@ class Encoded:
 
 def encode_record(tokenizer: Any, record: Mapping[str, Any], template: ChatTemplate,
                   bos: bool) -> dict[str, list[int]]:
-    """One SFT record -> input_ids and labels (prompt positions = IGNORE_INDEX).
+    """One SFT record -> input_ids, labels (prompt positions = IGNORE_INDEX) and `risk_mask`.
 
     The prompt is tokenized segment by segment, as the Screener feeds it (training.prompt_ids).
+    `risk_mask` is 1 at the answer tokens that spell the risk_flag value (see `risk_value_mask`).
     """
     instruction, input_text = record["instruction"], record["input"]
     _, answer = render_training_text(instruction, input_text, record["output"], template)
     prompt_ids = segmented_prompt_ids(tokenizer, instruction, input_text, template, bos)
     answer_ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
     return {"input_ids": prompt_ids + answer_ids,
-            "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+            "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+            "risk_mask": [0] * len(prompt_ids) + risk_value_mask(tokenizer, answer, answer_ids)}
+
+
+RISK_KEY = '"risk_flag":"'
+
+
+def risk_value_mask(tokenizer: Any, answer: str, answer_ids: list[int]) -> list[int]:
+    """1 for each answer token whose characters overlap the risk_flag value, else 0.
+
+    The value is 1-2 of about 30 answer tokens, so in a mean over the answer the safety-critical
+    choice weighs as little as a brace; marking it lets the loss weigh it on its own
+    (`TrainConfig.risk_loss_weight`). Character offsets come from the fast tokenizer; the same
+    call must give the same ids, or the mask would point at the wrong tokens.
+    """
+    start = answer.index(RISK_KEY) + len(RISK_KEY)
+    end = answer.index('"', start)
+    enc = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
+    if list(enc["input_ids"]) != answer_ids:
+        raise ValueError("the tokenizer gave other ids with offsets than without")
+    mask = [int(lo < end and hi > start) for lo, hi in enc["offset_mapping"]]
+    if not any(mask):
+        raise ValueError(f"no answer token covers the risk value in {answer!r}")
+    return mask
 
 
 def encode_records(tokenizer: Any, records: Iterable[Mapping[str, Any]], template: str | ChatTemplate,

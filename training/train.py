@@ -253,7 +253,8 @@ def train(job: Job) -> int:
     # answer_only_logits: left-padded batches and the output layer at the answer only
     # (training.answer_loss); the same loss, without a 262k-wide layer over every prompt token.
     if cfg.answer_only_logits:
-        trainer_cls, collator = answer_loss_trainer(), LeftPadCollator(pad_id)
+        trainer_cls = answer_loss_trainer()
+        collator = LeftPadCollator(pad_id, risk_weight=cfg.risk_loss_weight)
     else:
         trainer_cls, collator = Trainer, PadCollator(pad_id)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_set.examples,
