@@ -370,6 +370,8 @@ demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out row
 	  RISK_DATA=$(PSYSUICIDE_HOLDOUT) BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-holdout
 	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
 	  SUBMIT=$(REAL_SUBMIT)
+	$(MAKE) --no-print-directory bench-footprint MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
+	  BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-footprint
 
 # Every hop of one run on the held-out rows: the base zero-shot, the merged checkpoint in PyTorch,
 # the f16 and Q4_K_M GGUFs through the SDK, and the Android engine's C++ core on the Q4_K_M file
@@ -381,6 +383,13 @@ bench-ladder: $(PSYSUICIDE_HOLDOUT) $(GEMMA_GGUF) | $(VENV_OK) ## the quality la
 	$(PY) -m benchmarks.ladder --data $(PSYSUICIDE_HOLDOUT) --out $(BENCH_DIR)/$(RUN)-ladder \
 	  --base-gguf $(GEMMA_GGUF) --merged $(RUN_DIR)/merged --f16 $(RUN_DIR)/model-f16.gguf \
 	  --q4 $(RUN_DIR)/model-$(QTYPE).gguf --driver $(LADDER_DRIVER) --template raw
+
+# File size, peak RSS and p50 assess latency (2 threads) on the CPsyCounD student dialogues
+# nearest the median length: what an app team needs to know of one GGUF.
+.PHONY: bench-footprint
+bench-footprint: | $(VENV_OK) ## size, peak RSS, p50 latency of MODEL=<gguf> on median student dialogues
+	$(PY) -m benchmarks.footprint --model "$(MODEL)" --cpsycound $(PSYEDGE_DATA)/cpsycoun/CPsyCounD \
+	  --out $(BENCH_DIR) --threads 2
 
 # ---- demo, tests ---------------------------------------------------------------------------
 .PHONY: demo test lint android-test help FORCE

@@ -89,15 +89,18 @@ def worker(model: Path, conversations: Path, n: int, template: str | None, threa
     load_s = time.perf_counter() - t0
     stages["load"] = _snapshot()
     t0 = time.perf_counter()
-    tokens = []
+    tokens, each_ms = [], []
     for i in range(n):
+        t1 = time.perf_counter()
         a = screener.assess(convs[i % len(convs)])
+        each_ms.append((time.perf_counter() - t1) * 1000)
         tokens.append((getattr(a, "timings", {}) or {}).get("prompt_tokens"))
     assess_s = time.perf_counter() - t0
     stages["assess"] = _snapshot()
     used = getattr(getattr(screener, "engine", None), "n_threads", None) or threads
     return {"stages": stages, "load_s": load_s, "assess_s": assess_s, "assessed": n,
-            "prompt_tokens": [t for t in tokens if t is not None], "threads": used}
+            "assess_ms": each_ms, "prompt_tokens": [t for t in tokens if t is not None],
+            "threads": used}
 
 
 def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int = N_CONVERSATIONS,
