@@ -51,9 +51,11 @@ def median_dialogues(root: Path, k: int = K_DIALOGUES) -> tuple[list[list[dict[s
     return [conv for _, _, conv in chosen], info
 
 
-def footprint(model: Path, root: Path, threads: int, k: int = K_DIALOGUES) -> dict[str, Any]:
+def footprint(model: Path, root: Path, threads: int, k: int = K_DIALOGUES,
+              template: str | None = None) -> dict[str, Any]:
+    """Size, peak RSS and per-dialogue latency; `template` only for a GGUF without psyedge metadata."""
     convs, chosen = median_dialogues(root, k)
-    mem = measure(model, convs, n=len(convs), threads=threads)
+    mem = measure(model, convs, n=len(convs), template=template, threads=threads)
     ms = mem["assess_ms"]
     return {"model": str(model), "file_bytes": mem["file_bytes"],
             "peak_rss_bytes": mem["peak_rss_bytes"], "load_s": mem["load_s"],
@@ -83,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-k", type=int, default=K_DIALOGUES)
+    ap.add_argument("--template", help="for a GGUF without psyedge metadata (e.g. raw)")
     args = ap.parse_args(argv)
     try:
-        result = footprint(args.model, args.cpsycound, args.threads, args.k)
+        result = footprint(args.model, args.cpsycound, args.threads, args.k, args.template)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"footprint: {exc}", file=sys.stderr)
         return 1
