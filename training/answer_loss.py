@@ -10,7 +10,7 @@ token, so a left-padded row sees exactly the positions it would see alone.
 
 The loss equals the usual masked cross-entropy over the answer tokens (the tests check it against
 the full-logits loss on the tiny model). With `risk_weight` w > 1 it is a weighted mean instead:
-the tokens of the risk_flag value count w times (`training.examples.risk_value_mask`), so the
+the tokens of the risk_flag value count w times (`training.examples.value_mask`), so the
 one choice where a miss is the worst failure is not drowned by ~30 tokens of JSON.
 """
 

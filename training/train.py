@@ -220,13 +220,15 @@ def train(job: Job) -> int:
     if cfg.max_train_samples:
         train_recs = train_recs[: cfg.max_train_samples]
     val_recs = list(iter_split(job.data_dir, "validation", cfg.sft_file))
-    train_set = encode_records(tokenizer, train_recs, cfg.template, bos, cfg.max_length)
+    train_set = encode_records(tokenizer, train_recs, cfg.template, bos, cfg.max_length,
+                               prior_dropout=cfg.prior_value_dropout, seed=cfg.seed)
     val_set = encode_records(tokenizer, val_recs, cfg.template, bos, cfg.max_length)
     if not train_set.examples:
         raise TrainError(f"no training examples left in {job.data_dir / SFT_DIR / cfg.sft_file} "
                          f"(dropped {train_set.dropped_too_long} longer than max_length={cfg.max_length})")
-    log.info("examples: %d train, %d validation (dropped for length: %d / %d)", len(train_set.examples),
-             len(val_set.examples), train_set.dropped_too_long, val_set.dropped_too_long)
+    log.info("examples: %d train (%d with wrong earlier values), %d validation (dropped for length: "
+             "%d / %d)", len(train_set.examples), train_set.corrupted, len(val_set.examples),
+             train_set.dropped_too_long, val_set.dropped_too_long)
 
     torch.manual_seed(cfg.seed)
     model = load_model(job, precision)
@@ -279,6 +281,7 @@ def train(job: Job) -> int:
         global_step=trainer.state.global_step, resumed_from_step=_checkpoint_step(last),
         train_examples=len(train_set.examples), eval_examples=len(val_set.examples),
         dropped_too_long=train_set.dropped_too_long + val_set.dropped_too_long,
+        prior_values_corrupted=train_set.corrupted,
         trainable_params=trainable, wall_seconds=round(time.monotonic() - started, 1), **precision.to_dict(),
         first_loss=next((h["loss"] for h in trainer.state.log_history if "loss" in h), None),
         last_loss=next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),

@@ -72,3 +72,28 @@ def test_the_risk_weight_counts_the_risk_value_tokens_w_times(tiny_base: Path, t
     assert plain.item() == pytest.approx((ce.sum() / (targets != -100).sum()).item(), rel=1e-5)
     n_risk = sum(sum(ex["risk_mask"]) for ex in batch)
     assert n_risk >= 2 and float(w.sum()) == (targets != -100).sum().item() + 4 * n_risk
+
+
+def test_corrupted_earlier_values_are_wrong_and_never_a_target(tiny_tokenizer) -> None:
+    import json
+    import random
+
+    from training.examples import IGNORE_INDEX, encode_records
+
+    truth = {"depression_level": 2, "anxiety_level": 1, "risk_flag": "suicidal",
+             "student_distress_score": 7}
+    rec = {"instruction": INSTRUCTION, "input": "来访者：不想活了。\n", "output": canonical_json(truth)}
+    template = get_template("deepseek-r1")
+    plain = encode_record(tiny_tokenizer, rec, template, bos=True)
+    bad = encode_record(tiny_tokenizer, rec, template, bos=True, corrupt=random.Random(1))
+    n_prompt = next(i for i, v in enumerate(plain["labels"]) if v != IGNORE_INDEX)
+    shown = tiny_tokenizer.decode(bad["input_ids"][n_prompt:]).replace(" ", "")
+    seen = json.loads(shown[: shown.index("}") + 1])
+    assert seen["depression_level"] != 2 and seen["anxiety_level"] != 1
+    assert (seen["risk_flag"], seen["student_distress_score"]) == ("suicidal", 7)
+    targets = [t for t in bad["labels"][n_prompt:] if t != IGNORE_INDEX]
+    assert tiny_tokenizer.decode(targets).replace(" ", "").count(str(seen["depression_level"])) == 0
+    assert len(targets) == len(plain["labels"]) - n_prompt - 2  # two single-digit values hidden
+    assert bad["risk_mask"] == plain["risk_mask"]  # the risk value is where it was, still a target
+    share = encode_records(tiny_tokenizer, [rec] * 200, template, True, 4096, prior_dropout=0.5)
+    assert 70 < share.corrupted < 130  # about half, drawn with the seed
