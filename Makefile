@@ -16,7 +16,7 @@ MAKEFLAGS += --no-builtin-rules
 PSYEDGE_CONFIG ?= config.mk
 -include $(PSYEDGE_CONFIG)
 CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_MODE FALLBACK LABEL_CONFIG \
-  PROFILE SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
+  PROFILE TRAINER SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
   DATA_DIR MODELS_DIR REPORTS_DIR
 
 # A PROVIDER or PROFILE on the command line that differs from the configured one brings its own
@@ -67,7 +67,10 @@ ALLOW_MISSING_RISK ?=
 PROFILE    ?= tiny
 SUBMIT     ?= $(if $(filter tiny,$(PROFILE)),local,slurm)
 SBATCH_ARGS ?=
-RUN        ?= $(PROFILE)
+# TRAINER=llamafactory trains with LLaMA-Factory in LF_VENV (`make lf-venv`); native is ours.
+# Each trainer has its own run folder by default, so switching never mixes their files.
+TRAINER    ?= native
+RUN        ?= $(PROFILE)$(if $(filter llamafactory,$(TRAINER)),-lf)
 RUN_DIR    := $(MODELS_DIR)/$(RUN)
 BASE_MODEL ?= $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base,)
 TEMPLATE   ?= deepseek-r1
@@ -83,6 +86,13 @@ export CMAKE_ARGS
 # The CPU build of torch that lies on these machines (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
+# Tools with their own virtual environments (their pins differ from ours and from each other).
+LF_VENV  ?= .venv-lf
+LF_SPEC  ?= llamafactory==0.9.5
+# `make merge ADAPTER=<dir>` merges a PEFT adapter trained elsewhere (LLaMA-Factory's output
+# folder, Unsloth, a colleague's run) instead of this run's own.
+ADAPTER  ?=
+
 STAMP := $(PY) -m pipeline.stamp
 GUARD := $(PY) -m pipeline.guard $(if $(REBUILD),--rebuild,)
 
@@ -97,6 +107,10 @@ using = @echo '[$1] $(foreach v,$2,$v=$($v) ($(call origin_of,$v)))$(if $3, $3)'
 
 # ---- bad variables fail at once, saying what to set ----------------------------------------
 PROVIDERS := rules gemini gemini-batch openai
+TRAINERS := native llamafactory
+ifeq ($(filter $(TRAINER),$(TRAINERS)),)
+$(error TRAINER=$(TRAINER) is not a trainer: set TRAINER to one of $(TRAINERS))
+endif
 ifeq ($(filter $(PROVIDER),$(PROVIDERS)),)
 $(error PROVIDER=$(PROVIDER) is not a labeling provider: set PROVIDER to one of $(PROVIDERS))
 endif
@@ -145,6 +159,24 @@ $(VENV_OK): pyproject.toml sdk/python/pyproject.toml
 
 .PHONY: venv
 venv: $(VENV_OK) ## create .venv and install the SDK and toolkit from this repo
+
+# LLaMA-Factory's venv: the CPU torch first, LF's requirements (training/llamafactory/
+# requirements.txt says what differs from LF's own list and why), LF without its torchvision
+# pin, our SDK for training.lf_parity. torchaudio's PyPI extensions link CUDA libraries that a CPU
+# torch lacks; without them torchaudio imports its Python part (LF decodes no audio here).
+LF_PY := $(LF_VENV)/bin/python
+LF_OK := $(LF_VENV)/.installed
+$(LF_OK): training/llamafactory/requirements.txt sdk/python/pyproject.toml
+	@test -x $(LF_PY) || $(PYTHON_BOOT) -m venv $(LF_VENV)
+	$(LF_PY) -m pip install -q -U pip wheel setuptools
+	$(LF_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(LF_PY) -m pip install -q -r training/llamafactory/requirements.txt
+	$(LF_PY) -m pip install -q --no-deps "$(LF_SPEC)" -e sdk/python
+	rm -rf "$$($(LF_PY) -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent / "lib")')"
+	$(LF_PY) -c 'import llamafactory.data, psyedge.prompt' && touch $@
+
+.PHONY: lf-venv
+lf-venv: $(LF_OK) ## LLaMA-Factory in its own venv (.venv-lf) for make train TRAINER=llamafactory
 
 # ---- configure -----------------------------------------------------------------------------
 # Variables given on this command line, for `make configure` to remember.
@@ -238,7 +270,7 @@ apply-review: | $(VENV_OK) ## merge human corrections: make apply-review REVIEWE
 
 # ---- 3. train ------------------------------------------------------------------------------
 SFT := $(DATA_DIR)/datasets/sft_student_mental.jsonl
-ADAPTER := $(RUN_DIR)/adapter/adapter_model.safetensors
+ADAPTER_FILE := $(RUN_DIR)/adapter/adapter_model.safetensors
 MERGED := $(RUN_DIR)/merged/model.safetensors
 
 # Which teacher and template the SFT set is built from: switching either rebuilds it.
@@ -263,26 +295,37 @@ TRAIN_SFT := $(DATA_DIR)/datasets/$(or $(shell sed -n 's/^sft_file: *\([^ #]*\).
     training/configs/$(PROFILE).yaml 2>/dev/null),sft_student_mental.jsonl)
 TRAIN_DEPS := $(TRAIN_SFT) training/configs/$(PROFILE).yaml $(wildcard training/train.py) \
     $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
-$(ADAPTER): $(TRAIN_DEPS) | $(VENV_OK)
-	$(call using,train,PROFILE SUBMIT RUN BASE_MODEL SBATCH_ARGS,SFT of teacher $(TEACHER_KEY))
+# TRAINER=llamafactory runs the same stage through LLaMA-Factory (training/lf_train.py): its
+# recipe (training/llamafactory/) resolved to <run>/llamafactory.yaml, its adapter imported.
+TRAIN_CMD = $(if $(filter llamafactory,$(TRAINER)),-m training.lf_train --lf-venv $(LF_VENV),-m training.train)
+ifeq ($(ADAPTER),)
+$(ADAPTER_FILE): $(TRAIN_DEPS) $(if $(filter llamafactory,$(TRAINER)),$(LF_OK)) | $(VENV_OK)
+	$(call using,train,TRAINER PROFILE SUBMIT RUN BASE_MODEL SBATCH_ARGS,SFT of teacher $(TEACHER_KEY))
 	@rc=0; $(GUARD) adapter --run-dir $(RUN_DIR) --profile $(PROFILE) --sft $(TRAIN_SFT) \
 	  --changed "$?" || rc=$$?; \
 	  if [ $$rc -eq 0 ]; then \
-	    $(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" \
+	    $(PY) $(TRAIN_CMD) --profile $(PROFILE) --base-model "$(BASE_MODEL)" \
 	      --data-dir $(DATA_DIR) --out $(RUN_DIR) --submit $(SUBMIT) \
 	      $(foreach a,$(SBATCH_ARGS),--sbatch-arg=$a); \
 	  elif [ $$rc -ne 3 ]; then exit $$rc; fi
 	@test -f $@ || { echo "[train] queued on SLURM; $(RUN_DIR) gets its adapter when the job ends"; \
 	  $(if $(filter-out train,$(MAKECMDGOALS)),exit 3,true); }
+else
 
-$(MERGED): $(ADAPTER) | $(VENV_OK)
+# ADAPTER=<dir>: that adapter is imported into the run first (training/adapter_import.py records
+# where it came from and refuses one trained on another prompt), then merged as usual.
+$(ADAPTER_FILE): FORCE | $(VENV_OK)
+	$(call using,import,ADAPTER RUN TEMPLATE)
+	$(PY) -m training.adapter_import --adapter "$(ADAPTER)" --run-dir $(RUN_DIR) --template $(TEMPLATE)
+endif
+$(MERGED): $(ADAPTER_FILE) | $(VENV_OK)
 	$(call using,merge,RUN BASE_MODEL)
 	$(PY) -m training.merge --base-model "$(BASE_MODEL)" --adapter $(RUN_DIR)/adapter --out $(RUN_DIR)/merged
 
 .PHONY: sft train merge
 sft: $(SFT) ## alpaca SFT set from the configured teacher's labels + LLaMA-Factory dataset_info.json
-train: $(ADAPTER) ## QLoRA (PROFILE=tiny|a40, SUBMIT=local|slurm, BASE_MODEL=<dir>)
-merge: $(MERGED) ## merge the adapter into the base (float32 sum, rounded once to its dtype)
+train: $(ADAPTER_FILE) ## QLoRA (PROFILE=tiny|a40, SUBMIT=local|slurm, TRAINER=native|llamafactory)
+merge: $(MERGED) ## merge the adapter into the base (ADAPTER=<dir>: one trained elsewhere)
 
 # ---- 4. convert ----------------------------------------------------------------------------
 GGUF_F := $(RUN_DIR)/model-$(OUTTYPE).gguf

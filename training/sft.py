@@ -11,7 +11,10 @@ them by `id` and writes under `datasets/`:
   `output` the canonical label JSON (what the decode grammar produces). `split` is `train` or
   `validation`: a deterministic 95/5 split stratified by `risk_flag`.
 - `sft_student_mental_train.jsonl` / `sft_student_mental_val.jsonl`: the same records per split,
-  for LLaMA-Factory, with `dataset_info.json` describing both (alpaca columns).
+  for LLaMA-Factory, with `dataset_info.json` describing both (alpaca columns). LF's alpaca
+  converter joins `instruction` and `input` with a "\n" the SDK never sends, so these files carry
+  the whole prompt body (`INSTRUCTION + transcript`) in `instruction` and no `input` column: LF then
+  renders exactly `psyedge.prompt.render` (tests/training/test_llamafactory.py compares token ids).
 - `sft_stats.json`: counts per split and risk flag, where the labels came from (teacher,
   `fallback:<teacher>`, human), the template, contract version, prompt hash and input hashes,
   so a trained model can be traced to the exact data it saw.
@@ -53,9 +56,19 @@ SFT_NAME = "sft_student_mental.jsonl"
 SPLIT_FILES = {"train": "sft_student_mental_train.jsonl", "validation": "sft_student_mental_val.jsonl"}
 #: LLaMA-Factory dataset names (dataset_info.json keys) per split.
 LF_DATASETS = {"train": "student_mental", "validation": "student_mental_val"}
-#: Our template name -> LLaMA-Factory's. `deepseekr1` needs `enable_thinking: false` so it puts
-#: the empty think block in the prompt, as our `deepseek-r1` template does.
-LF_TEMPLATES = {"deepseek-r1": "deepseekr1", "chatml": "qwen", "raw": "empty"}
+#: Our template name -> LLaMA-Factory's, only where LF's own code renders token ids identical to
+#: the SDK's (training.lf_parity proves it on every SFT row). `deepseekr1` needs
+#: `enable_thinking: false` so it puts the empty think block in the prompt, as ours does.
+LF_TEMPLATES = {"deepseek-r1": "deepseekr1"}
+#: Our templates no LF template can render identically, and why (`make train
+#: TRAINER=llamafactory` refuses them with this reason; the native trainer handles them).
+LF_REFUSED = {
+    "chatml": "LF's qwen/chatml templates end every answer with '<|im_end|>\\n': one label token "
+              "after the SDK's stop text, and qwen adds a default system prompt the SDK never sends",
+    "raw": "LF's empty template adds an EOS label the SDK's raw answers do not have, no BOS, and "
+           "tokenizes the transcript together with the '\\n输出：' suffix (the last '\\n' merges "
+           "into one '\\n\\n' token the Screener never feeds)",
+}
 VAL_FRACTION = 0.05
 SPLIT_SEED = "psyedge-sft-v1"
 
@@ -161,8 +174,11 @@ def build_records(labels: Iterable[Mapping[str, Any]], conversations: Mapping[st
 
 
 def dataset_info() -> dict[str, Any]:
-    """LLaMA-Factory's dataset_info.json entries for the two split files (alpaca format)."""
-    columns = {"prompt": "instruction", "query": "input", "response": "output"}
+    """LLaMA-Factory's dataset_info.json entries for the two split files (alpaca format).
+
+    No `query` column: LF would join it to the prompt with a newline (see `lf_record`).
+    """
+    columns = {"prompt": "instruction", "response": "output"}
     return {LF_DATASETS[s]: {"file_name": SPLIT_FILES[s], "formatting": "alpaca", "columns": columns}
             for s in ("train", "validation")}
 
@@ -186,6 +202,13 @@ def risk_coverage(conversations: Mapping[str, Any], records: list[dict[str, Any]
     for w in warnings:
         log.warning("%s (built anyway: --allow-missing-risk)", w)
     return dict(sorted(found.items())), warnings
+
+
+def lf_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A split-file row for LLaMA-Factory: the prompt body joined here, exactly as `render` joins it
+    (LF's alpaca converter would put "\\n" between `instruction` and a non-empty `input`)."""
+    return {"id": record["id"], "instruction": record["instruction"] + record["input"],
+            "output": record["output"]}
 
 
 def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
@@ -222,7 +245,7 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
     ordered = [{k: r[k] for k in ("id", "split", "instruction", "input", "output")} for r in records]
     write_jsonl(out / SFT_NAME, ordered)
     for split, name in SPLIT_FILES.items():
-        write_jsonl(out / name, (r for r in ordered if r["split"] == split))
+        write_jsonl(out / name, (lf_record(r) for r in ordered if r["split"] == split))
     atomic_write_json(out / "dataset_info.json", dataset_info())
 
     counts: dict[str, Counter[str]] = {s: Counter() for s in SPLIT_FILES}
@@ -238,7 +261,8 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
         "lexicon_classes": lexicon_classes,
         "warnings": risk_warnings,
         "template": template,
-        "llamafactory_template": LF_TEMPLATES[template],
+        "llamafactory_template": LF_TEMPLATES.get(template),
+        "llamafactory_refused": LF_REFUSED.get(template),
         "val_fraction": val_fraction,
         "contract_version": CONTRACT_VERSION,
         "prompt_hash": prompt_hash(),
@@ -261,14 +285,39 @@ def _teacher_of(labels_path: Path) -> dict[str, Any]:
 
 
 def iter_split(data_dir: Path, split: str, name: str = SFT_NAME) -> Iterator[dict[str, Any]]:
-    """Records of one split from the SFT file `datasets/<name>` (what training reads)."""
+    """Records of one split from the SFT file `datasets/<name>` (what training reads).
+
+    A seed-style file (alpaca rows with no `split` field at all, as the original project wrote
+    them) is split here with `assign_splits`, the same deterministic rule `build_sft` applies;
+    filtering it on `split` would give zero rows. A file where only some rows have `split` is an
+    error naming the first row without one: half-split data is a mistake, not a format.
+    """
     path = data_dir / OUT_DIR / name
     if not path.is_file():
         raise SftError(f"{path} not found: run `make sft DATA_DIR={data_dir}` first "
                        "(or `make psysuicide-sft` for psysuicide_sft.jsonl)")
-    for rec in read_jsonl(path):
-        if rec.get("split") == split:
-            yield rec
+    records = list(read_jsonl(path))
+    unsplit = [n for n, rec in enumerate(records, 1) if "split" not in rec]
+    if unsplit and len(unsplit) < len(records):
+        raise SftError(f"{path}:{unsplit[0]}: no 'split' field, but other rows have one; "
+                       f"rebuild the file with `make sft DATA_DIR={data_dir}`")
+    if unsplit:
+        _split_seed_style(records, path)
+    yield from (rec for rec in records if rec.get("split") == split)
+
+
+def _split_seed_style(records: list[dict[str, Any]], path: Path) -> None:
+    """Give seed-style rows (no `split`) ids where missing and the standard split."""
+    for n, rec in enumerate(records, 1):
+        rec.setdefault("id", f"{path.name}:{n}")
+        try:
+            risk_of(rec)
+        except (KeyError, TypeError, ValueError):
+            raise SftError(f"{path}:{n}: 'output' is not label JSON with a risk_flag; the split is "
+                           "stratified by risk_flag") from None
+    assign_splits(records)
+    log.info("%s has no 'split' field (seed-style): split %d rows %d%%/%d%% by risk_flag", path,
+             len(records), round(100 * (1 - VAL_FRACTION)), round(100 * VAL_FRACTION))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -338,7 +338,8 @@ def save_adapter(model: Any, job: Job) -> Path:
     model.save_pretrained(tmp)
     weights = tmp / "adapter_model.safetensors"
     atomic_write_json(tmp / TRAIN_MANIFEST, {
-        "template": job.config.template, "base_model": str(job.base_model), "profile": job.profile,
+        "trainer": "psyedge", "template": job.config.template, "base_model": str(job.base_model),
+        "profile": job.profile,
         "contract_version": CONTRACT_VERSION, "prompt_hash": prompt_hash(),
         "adapter_sha256": file_sha256(weights),
         "sft_sha256": file_sha256(job.data_dir / SFT_DIR / job.config.sft_file),

@@ -109,7 +109,7 @@ def test_dataset_info_for_llamafactory(data_dir: Path) -> None:
     assert set(info) == {"student_mental", "student_mental_val"}
     for entry in info.values():
         assert entry["formatting"] == "alpaca"
-        assert entry["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
+        assert entry["columns"] == {"prompt": "instruction", "response": "output"}
         assert (data_dir / "datasets" / entry["file_name"]).is_file()
 
 
