@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 MIN_PRECISION = 0.8
 ECE_BINS = 10
 LADDER_JSON, LADDER_MD, LADDER_PNG = "ladder.json", "ladder.md", "ladder.png"
+#: The hop every later one is also compared with: the model as trained, before conversion.
+REFERENCE_HOP = "fine-tuned (PyTorch)"
 
 #: One hop's answer for one row: labels (schema values) and per-field value probabilities.
 Answer = dict[str, Any]
@@ -236,6 +238,7 @@ def run(data: Path, out: Path, hops: Sequence[Hop], absent: dict[str, str]) -> d
     report["lexicon"] = {s: hop_metrics([rows[i] for i in idx], [lexicon_only[i] for i in idx],
                                         ["none"] * len(idx))["model"] for s, idx in subsets.items()}
     previous: list[Answer] | None = None
+    reference: list[Answer] | None = None  # the fine-tuned model in PyTorch, once scored
     for hop in hops:
         answers = answers_of(hop, rows, out / "hops")
         block: dict[str, Any] = {"source": str(hop.source)}
@@ -244,6 +247,12 @@ def run(data: Path, out: Path, hops: Sequence[Hop], absent: dict[str, str]) -> d
                                    [lexicon[i] for i in idx])
         if previous is not None:
             block["agreement_with_previous"] = agreement(answers, previous)
+        if reference is not None:
+            # What the deployed file loses against the model that was trained: the acceptance
+            # is per field and on the suicidal recall, not only hop by hop.
+            block["agreement_with_pytorch"] = agreement(answers, reference)
+        if hop.name == REFERENCE_HOP:
+            reference = answers
         report["hops"][hop.name] = block
         previous = answers
     report["meta"] = {"data": str(data), "rows": len(rows),
@@ -282,6 +291,15 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{_f(ns['ece_p_suicidal'])} | {agree_s} |")
     for name, why in report["absent"].items():
         lines.append(f"| {name} | absent: {why} | | | | |")
+    ref = report["hops"].get(REFERENCE_HOP)
+    for name, block in report["hops"].items():
+        agree = block.get("agreement_with_pytorch")
+        if agree and ref:
+            delta = (block["non_synthetic"]["model"]["suicidal"]["recall"]
+                     - ref["non_synthetic"]["model"]["suicidal"]["recall"])
+            lines.append(f"\n{name} vs {REFERENCE_HOP}: "
+                         + ", ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in agree.items())
+                         + f" of rows agree; suicidal recall (model) {delta:+.3f}.")
     meta = report["meta"]
     lines.append("")
     lines.append(f"{meta['non_synthetic']} non-synthetic rows of {meta['data']} "
@@ -331,7 +349,7 @@ def build_hops(args: argparse.Namespace) -> tuple[list[Hop], dict[str, str]]:
             hops.append(Hop(name, path, make(path)))
 
     want("base zero-shot", args.base_gguf, lambda p: screener_scorer(p, args.template, args.threads))
-    want("fine-tuned (PyTorch)", args.merged, lambda p: torch_scorer(p, args.template))
+    want(REFERENCE_HOP, args.merged, lambda p: torch_scorer(p, args.template))
     want("f16 GGUF", args.f16, lambda p: screener_scorer(p, args.template, args.threads))
     want("Q4_K_M GGUF", args.q4, lambda p: screener_scorer(p, args.template, args.threads))
     if args.driver is not None and args.q4 is not None:
