@@ -12,8 +12,9 @@ Cases, per model (each a pytest-benchmark entry with extra_info path=psyedge|pla
   `interleaved` alternates psyedge and the json_schema path round by round (steadier ratio).
 * `prefill`: one `llama_decode` of the same new tokens alone: the floor any path pays.
 * `session`: re-assessment after one more user turn, against that turn's prefill alone and
-  against the least any exact method decodes (the turn + suffix + answer text, one call); on Gemma at several turn sizes
-  (SESSION_TURN_TOKENS), since the answer's fixed cost weighs most on short turns.
+  against the least any exact method decodes (the turn + suffix + answer text, one call); on Gemma
+  at several turn sizes (SESSION_TURN_TOKENS), since the answer's fixed cost weighs most on short
+  turns.
 Derived ratios go to reports/bench/sdk.json (benchmarks/conftest.py).
 """
 
@@ -37,9 +38,11 @@ from psyedge.errors import LabelError
 from psyedge.plan import gbnf
 from psyedge.prompt import MAX_TURNS
 
-SENTENCES = ["老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。", "同学关系也不好，感觉自己很孤独。",
+SENTENCES = ["老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。",
+             "同学关系也不好，感觉自己很孤独。",
              "上课注意力不集中，心里很烦。", "室友吵架，宿舍里我待不下去。", "作业太多，论文写不完。",
-             "最近心慌，很紧张，很害怕。", "高考没考好，研究生也没考上。", "听起来你很难受，能说说发生了什么吗？"]
+             "最近心慌，很紧张，很害怕。", "高考没考好，研究生也没考上。",
+             "听起来你很难受，能说说发生了什么吗？"]
 
 
 def conversations(s: Screener, new_tokens: int, n: int) -> list[list[dict[str, str]]]:
@@ -204,7 +207,8 @@ def interleaved(benchmark: Any, case: Case) -> None:
     rec["interleaved_psyedge_ms"] = _median_ms(ours[1:])
     rec["interleaved_plain_json_schema_ms"] = _median_ms(theirs[1:])
     rec["interleaved_rounds"] = len(ours) - 1
-    rec["speedup_vs_json_schema_interleaved"] = rec["interleaved_plain_json_schema_ms"] / rec["interleaved_psyedge_ms"]
+    rec["speedup_vs_json_schema_interleaved"] = (rec["interleaved_plain_json_schema_ms"]
+                                                 / rec["interleaved_psyedge_ms"])
     benchmark.extra_info.update(case.info("psyedge+plain", "e2e interleaved", case.convs[0]), pair=True)
 
 
@@ -242,7 +246,8 @@ def worst(benchmark: Any, case: Case) -> None:
     rec["psyedge_worst_decode_calls"] = max(calls[1:])
     rec["psyedge_worst_guess_misses"] = min(misses[1:])
     assert max(calls) <= fields + 1
-    benchmark.extra_info.update(case.info("psyedge", "e2e, every guess wrong", case.convs[0]), decode_calls=max(calls))
+    benchmark.extra_info.update(case.info("psyedge", "e2e, every guess wrong", case.convs[0]),
+                                decode_calls=max(calls))
 
 
 def prefill(benchmark: Any, case: Case) -> None:
@@ -267,7 +272,8 @@ def prefill(benchmark: Any, case: Case) -> None:
 #: live session adds between two assessments), both measured with Gemma's tokenizer; 33 is the
 #: size the first measurements used; 120 a long turn.
 SESSION_TURN_TOKENS = (33, 23, 61, 120)
-TURN_SENTENCES = ["我还是很担心期末考试。", "晚上一直睡不着，白天上课也没精神。", "不知道该怎么办，心里很乱。",
+TURN_SENTENCES = ["我还是很担心期末考试。", "晚上一直睡不着，白天上课也没精神。",
+                  "不知道该怎么办，心里很乱。",
                   "室友说我想太多，可是我控制不住自己。", "爸妈每天打电话问成绩，我都不敢接。",
                   "上周的小测验又没考好，老师还点名批评了我。"]
 
@@ -348,10 +354,12 @@ def session(benchmark: Any, case: Case, what: str, target: int) -> None:
     if "reassess_ms" in row and "floor_ms" in row:
         row["reassess_over_floor"] = row["reassess_ms"] / row["floor_ms"]
     if target == SESSION_TURN_TOKENS[0]:  # the headline figures: the first size
-        key = {"reassess": "session_reassess_ms", "turn": "turn_prefill_only_ms", "floor": "session_floor_ms"}[what]
+        key = {"reassess": "session_reassess_ms", "turn": "turn_prefill_only_ms",
+               "floor": "session_floor_ms"}[what]
         case.rec[key] = row[row_key]
         case.rec["session_turn_tokens"] = tokens
-    benchmark.extra_info.update({"path": "psyedge", "case": f"{case.name} session +1 turn of {tokens} tokens ({what})",
+    benchmark.extra_info.update({"path": "psyedge",
+                                 "case": f"{case.name} session +1 turn of {tokens} tokens ({what})",
                                  "n_threads": bench_threads(), "what": what, "turn_tokens": tokens})
 
 

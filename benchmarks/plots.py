@@ -53,7 +53,8 @@ def latency_bars(rows: Sequence[Mapping[str, Any]], sides: Mapping[str, str], mo
     for k, side in enumerate(present):
         values = [r.get(f"{side}_ms") or float("nan") for r in rows]
         offset = (k - (len(present) - 1) / 2) * width
-        ax.bar([x + offset for x in xs], values, width, label=sides[side], color=SIDE_COLORS.get(side, "gray"))
+        ax.bar([x + offset for x in xs], values, width, label=sides[side],
+               color=SIDE_COLORS.get(side, "gray"))
         top = max([top] + [v for v in values if v == v])
         ratio_key = {"plain": "ratio", "plain_gbnf": "ratio_gbnf"}.get(side)
         for x, r in zip(xs, rows, strict=True):
@@ -80,7 +81,8 @@ def _matrix(ax: Any, matrix: Sequence[Sequence[int]], labels: Sequence[Any], tit
             v = matrix[i][j]
             ax.text(j, i, str(v), ha="center", va="center", fontsize=8 if n > 6 else 10,
                     color="white" if v > peak / 2 else "black")
-    ax.set_xticks(range(n), [str(x) for x in labels], rotation=30 if n <= 6 else 0, ha="right" if n <= 6 else "center")
+    ax.set_xticks(range(n), [str(x) for x in labels], rotation=30 if n <= 6 else 0,
+                  ha="right" if n <= 6 else "center")
     ax.set_yticks(range(n), [str(x) for x in labels])
     ax.set_xlabel("model prediction")
     ax.set_ylabel("reference label")
@@ -107,15 +109,16 @@ def confusion(panels: Sequence[tuple[str, Sequence[Sequence[int]]]], labels: Seq
     return save_figure(fig, path)
 
 
-def pr_curve(curves: Mapping[str, Mapping[str, Any]], operating: Mapping[str, tuple[float | None, float | None]],
-             model: str, path: Path) -> Path:
+def pr_curve(curves: Mapping[str, Mapping[str, Any]],
+             operating: Mapping[str, tuple[float | None, float | None]], model: str, path: Path) -> Path:
     """Precision vs recall over the threshold sweep, with thresholds marked and argmax operating points.
 
     `curves`: the `pr_curves` block of the accuracy result; `operating`: name -> (recall, precision)
     of the SDK's own argmax answers (safety net off / on), drawn as markers.
     """
     fig, ax = plt.subplots(figsize=(6.2, 5.0))
-    styles = {"any_risk": ("#d62728", "any risk (1 - P(none))"), "suicidal": ("#9467bd", "suicidal (P(suicidal))")}
+    styles = {"any_risk": ("#d62728", "any risk (1 - P(none))"),
+              "suicidal": ("#9467bd", "suicidal (P(suicidal))")}
     for key, curve in curves.items():
         color, label = styles.get(key, ("gray", key))
         pts = [p for p in curve["points"] if p["precision"] is not None and p["recall"] is not None]
@@ -127,7 +130,8 @@ def pr_curve(curves: Mapping[str, Mapping[str, Any]], operating: Mapping[str, tu
             if p["threshold"] in (0.1, 0.3, 0.5, 0.7, 0.9):
                 ax.annotate(f"t={p['threshold']:.1f}", (p["recall"], p["precision"]), fontsize=7,
                             textcoords="offset points", xytext=(4, 4), color=color)
-    markers = {"lexicon_off": ("s", "argmax, safety net off"), "lexicon_on": ("*", "argmax + lexicon safety net")}
+    markers = {"lexicon_off": ("s", "argmax, safety net off"),
+               "lexicon_on": ("*", "argmax + lexicon safety net")}
     for key, (recall, precision) in operating.items():
         if recall is None or precision is None:
             continue

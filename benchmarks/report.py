@@ -131,26 +131,30 @@ def run_pytest_benchmark(path: Path, mode: Mode, model: Path, out_json: Path, en
     out_json.parent.mkdir(parents=True, exist_ok=True)
     if out_json.exists():
         out_json.unlink()
-    cmd = [sys.executable, "-m", "pytest", str(path), "-q", "-rs", "-p", "no:cacheprovider", "--benchmark-only",
+    cmd = [sys.executable, "-m", "pytest", str(path), "-q", "-rs", "-p", "no:cacheprovider",
+           "--benchmark-only",
            f"--benchmark-json={out_json}", "--benchmark-columns=median,min,max,rounds", *mode.pytest_args,
            *MODE_MARKERS.get(mode.name, ()), *extra_args]
     env = {**os.environ, "PSYEDGE_BENCH_MODEL": str(model), "PSYEDGE_BENCH_MODE": mode.name, **env_extra}
     log.info("running %s", " ".join(cmd))
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=mode.pytest_timeout_s)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=mode.pytest_timeout_s)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{path.name}: ran past {mode.pytest_timeout_s:.0f} s in {mode.name} mode on {model.name} "
-                           f"and was stopped; a larger model needs more time: run it alone with "
+        raise RuntimeError(f"{path.name}: ran past {mode.pytest_timeout_s:.0f} s in {mode.name} mode on "
+                           f"{model.name} and was stopped; a larger model needs more time: run it alone with "
                            f"`{' '.join(cmd[2:4])} --benchmark-only` to see which case is slow") from None
     if not quiet:
         sys.stderr.write(proc.stdout[-4000:])
     if proc.returncode not in (0, 5):  # 5 = no tests collected
         tail = (proc.stdout + proc.stderr).strip()[-2000:]
-        raise RuntimeError(f"{path.name}: pytest exited {proc.returncode} after {time.perf_counter() - t0:.0f} s:\n{tail}")
+        raise RuntimeError(f"{path.name}: pytest exited {proc.returncode} after "
+                           f"{time.perf_counter() - t0:.0f} s:\n{tail}")
     data = json.loads(out_json.read_text(encoding="utf-8")) if out_json.is_file() else {"benchmarks": []}
     # Why cases did not run (e.g. the real data is absent): pytest's "-rs" lines.
-    data["skipped"] = [line.split("] ", 1)[-1] for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
+    data["skipped"] = [line.split("] ", 1)[-1]
+                       for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
     return data
 
 
@@ -170,7 +174,8 @@ def _side_and_case(bench: Mapping[str, Any]) -> tuple[str, str]:
     case = str(info.get("case") or bench.get("name", "?"))
     if grammar and case.endswith(f" vs {grammar}"):
         case = case[: -len(f" vs {grammar}")]
-    side = "plain_gbnf" if path == "plain" and grammar == "gbnf" else ("plain" if path == "plain" else "psyedge")
+    side = ("plain_gbnf" if path == "plain" and grammar == "gbnf"
+            else ("plain" if path == "plain" else "psyedge"))
     return side, case
 
 
@@ -235,18 +240,20 @@ def sdk_figures(ctx: Context, sdk: Mapping[str, Any]) -> list[dict[str, Any]]:
             if acc.is_number(rec.get(key)):
                 out.append(figure(ctx, f"latency.{name}.{fname}", rec[key], unit, **common))
         if acc.is_number(rec.get("prefill_only_ms")) and rec.get("new_tokens"):
-            out.append(figure(ctx, f"latency.{name}.prefill_tokens_per_s", rec["new_tokens"] / rec["prefill_only_ms"] * 1000,
+            out.append(figure(ctx, f"latency.{name}.prefill_tokens_per_s",
+                              rec["new_tokens"] / rec["prefill_only_ms"] * 1000,
                               "tokens/s", **common, new_tokens=rec["new_tokens"]))
             if acc.is_number(rec.get("psyedge_assess_ms")):
-                out.append(figure(ctx, f"latency.{name}.answer_decode_est", rec["psyedge_assess_ms"] - rec["prefill_only_ms"],
+                out.append(figure(ctx, f"latency.{name}.answer_decode_est",
+                                  rec["psyedge_assess_ms"] - rec["prefill_only_ms"],
                                   "ms", **common, decode_calls=rec.get("psyedge_decode_calls")))
         sizes = rec.get("session_by_turn") or {}
         for row in sorted(sizes.values() if len(sizes) > 1 else [], key=lambda r: r["turn_tokens"]):
             # One size is the headline figure above already; several get one figure each.
             for key in ("reassess_over_turn_prefill", "floor_over_turn_prefill"):
                 if acc.is_number(row.get(key)):
-                    out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok.{key}", row[key],
-                                      "ratio", **common, turn_tokens=row["turn_tokens"],
+                    out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok.{key}",
+                                      row[key], "ratio", **common, turn_tokens=row["turn_tokens"],
                                       decode_calls=row.get("decode_calls")))
     return out
 
@@ -262,7 +269,8 @@ def load_row(accuracy: Mapping[str, Any], model: str, threads: int | None) -> di
                            "prompt_tokens": None, "new_tokens": None, "psyedge_ms": accuracy["load_s"] * 1000,
                            "psyedge_rounds": 1}
     if acc.is_number(plain.get("load_s")):
-        row.update(plain_ms=plain["load_s"] * 1000, plain_rounds=1, ratio=plain["load_s"] / accuracy["load_s"])
+        row.update(plain_ms=plain["load_s"] * 1000, plain_rounds=1,
+                   ratio=plain["load_s"] / accuracy["load_s"])
     return row
 
 
@@ -270,7 +278,8 @@ def stage_rows(bench_json: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Data-stage benchmarks (no psyedge/plain pairing): median seconds plus their extra_info."""
     rows = []
     for b in bench_json.get("benchmarks", []):
-        rows.append({"label": str(b.get("name")), "median_s": b["stats"]["median"], "min_s": b["stats"]["min"],
+        rows.append({"label": str(b.get("name")), "median_s": b["stats"]["median"],
+                     "min_s": b["stats"]["min"],
                      "rounds": b["stats"]["rounds"], "extra": dict(b.get("extra_info") or {})})
     return rows
 
@@ -317,7 +326,8 @@ def resolve_split(opts: Options) -> tuple[str, set[str] | None, str]:
         return "all", None, f"all labeled conversations ({why}; a trained model may have seen them)"
     ids = {i for i, s in splits.items() if s == name}
     if not ids:
-        raise acc.EvalDataError(f"--split {name}: {sft} has no {name!r} records; run `make sft` or pass --split all")
+        raise acc.EvalDataError(f"--split {name}: {sft} has no {name!r} records; run `make sft` or pass "
+                                "--split all")
     held = "held out from training" if name == "validation" else "seen in training"
     return name, ids, f"the {name} split of {sft.name} ({len(ids)} ids, {held})"
 
@@ -325,7 +335,8 @@ def resolve_split(opts: Options) -> tuple[str, set[str] | None, str]:
 def run_accuracy(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     """Assess the labeled set once (safety net on; the model's own flag gives 'off'); score it."""
     split, ids, note = resolve_split(opts)
-    items, ledger = acc.load_eval_set(opts.labels, opts.unified, limit=opts.limit or opts.mode.eval_limit, ids=ids)
+    items, ledger = acc.load_eval_set(opts.labels, opts.unified, limit=opts.limit or opts.mode.eval_limit,
+                                      ids=ids)
     if not items:
         raise acc.EvalDataError(f"no labeled conversation to evaluate in {split} ({ledger}): check that "
                                 f"{opts.labels} and {opts.unified} come from the same `make data` run")
@@ -343,7 +354,8 @@ def run_accuracy(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     result = acc.score(items, off, on)
     if template:  # the plain path needs the template the Screener resolved (from the GGUF or --template)
         t1 = time.perf_counter()
-        outputs, plain_load_s = acc.plain_outputs(items[: opts.mode.plain_limit], opts.model, template, threads,
+        outputs, plain_load_s = acc.plain_outputs(items[: opts.mode.plain_limit], opts.model, template,
+                                                  threads,
                                                   progress=lambda it: _progress(list(it), "accuracy (plain)"))
         result["plain_path"] = {**acc.plain_block(outputs, off), "wall_s": time.perf_counter() - t1,
                                 "max_tokens": acc.PLAIN_MAX_TOKENS, "load_s": plain_load_s}
@@ -395,7 +407,8 @@ def collect(opts: Options) -> tuple[dict[str, Any], list[str]]:
         try:
             convs = conversations or _fallback_conversations(opts)
             mem = measure(opts.model, convs[: opts.mode.memory_conversations] or convs,
-                          n=opts.mode.memory_conversations, template=opts.template, threads=opts.threads or None)
+                          n=opts.mode.memory_conversations, template=opts.template,
+                          threads=opts.threads or None)
             summary["parts"]["memory"] = mem
         except (MemoryBenchError, acc.EvalDataError, subprocess.SubprocessError) as exc:
             errors.append(f"memory: {exc}")
@@ -407,7 +420,8 @@ def collect(opts: Options) -> tuple[dict[str, Any], list[str]]:
         for fname, modes in BENCH_FILES.items():
             path = ROOT / "benchmarks" / fname
             if not path.is_file():
-                summary["parts"]["benchmarks"][fname] = {"skipped": f"{path.relative_to(ROOT)} does not exist"}
+                summary["parts"]["benchmarks"][fname] = {
+                    "skipped": f"{path.relative_to(ROOT)} does not exist"}
                 continue
             if opts.mode.name not in modes:
                 summary["parts"]["benchmarks"][fname] = {"skipped": f"runs in {'/'.join(modes)} mode only "
@@ -431,7 +445,8 @@ def collect(opts: Options) -> tuple[dict[str, Any], list[str]]:
                                             extra_args=FILE_ARGS.get((fname, opts.mode.name), ()))
                 kind = "latency" if fname == "bench_sdk.py" else "stage"
                 rows = latency_rows(data) if kind == "latency" else stage_rows(data)
-                summary["parts"]["benchmarks"][fname] = {"kind": kind, "rows": rows, "raw": str(raw / (path.stem + ".json")),
+                summary["parts"]["benchmarks"][fname] = {"kind": kind, "rows": rows,
+                                                         "raw": str(raw / (path.stem + ".json")),
                                                         "wall_s": time.perf_counter() - t0,
                                                         "skipped_cases": data.get("skipped", [])}
                 if kind == "latency" and sdk_json.is_file():
@@ -477,7 +492,8 @@ def _fallback_conversations(opts: Options) -> list[Any]:
     """Conversations for the memory child when the accuracy part did not run."""
     items, _ = acc.load_eval_set(opts.labels, opts.unified, limit=opts.mode.memory_conversations)
     if not items:
-        raise acc.EvalDataError(f"no conversations in {opts.unified} joined with {opts.labels} for the memory run")
+        raise acc.EvalDataError(f"no conversations in {opts.unified} joined with {opts.labels} for the "
+                                "memory run")
     return [i.conversation for i in items]
 
 
@@ -497,7 +513,8 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         split = (a.get("split") or {}).get("name")
         for name, value in acc.headline(a).items():
             unit = _UNITS.get(name.rsplit(".", 1)[-1], "fraction")
-            out.append(figure(ctx, f"accuracy.{name}", value, unit, prompt_tokens=tokens, n=a["scored"], split=split))
+            out.append(figure(ctx, f"accuracy.{name}", value, unit, prompt_tokens=tokens, n=a["scored"],
+                              split=split))
         plain = a.get("plain_path") or {}
         for key in ("schema_validity", "agreement_with_psyedge"):
             if key in plain:
@@ -511,7 +528,8 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         toks = m.get("prompt_tokens") or []
         tokens = sum(toks) / len(toks) if toks else None
         threads = m.get("threads") or ctx.threads
-        out.append(figure(ctx, "memory.gguf_file", m["file_bytes"], "bytes", prompt_tokens=None, threads=None))
+        out.append(figure(ctx, "memory.gguf_file", m["file_bytes"], "bytes", prompt_tokens=None,
+                          threads=None))
         out.append(figure(ctx, "memory.peak_rss", m["peak_rss_bytes"], "bytes", prompt_tokens=tokens,
                           threads=threads, assessed=m.get("assessed")))
         out.append(figure(ctx, "memory.peak_over_file", m["peak_over_file"], "ratio", prompt_tokens=tokens,
@@ -530,18 +548,21 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         out.append(figure(ctx, "latency.model load.psyedge", load["psyedge_ms"], "ms", **common))
         if "plain_ms" in load:
             out.append(figure(ctx, "latency.model load.plain", load["plain_ms"], "ms", **common))
-            out.append(figure(ctx, "latency.model load.ratio_plain_over_psyedge", load["ratio"], "ratio", **common))
+            out.append(figure(ctx, "latency.model load.ratio_plain_over_psyedge", load["ratio"], "ratio",
+                              **common))
     for fname, block in (parts.get("benchmarks") or {}).items():
         if block.get("sdk"):
             out += sdk_figures(ctx, block["sdk"])
         for row in block.get("rows", []):
             if block.get("kind") == "latency":
-                common = {"prompt_tokens": row.get("prompt_tokens"), "threads": row.get("threads") or ctx.threads,
+                common = {"prompt_tokens": row.get("prompt_tokens"),
+                          "threads": row.get("threads") or ctx.threads,
                           "model": row.get("model") or ctx.model}
                 for side in SIDES:
                     if row.get(f"{side}_ms") is not None:
-                        out.append(figure(ctx, f"latency.{row['label']}.{side}", row[f"{side}_ms"], "ms (median)",
-                                          **common, rounds=row.get(f"{side}_rounds"), new_tokens=row.get("new_tokens")))
+                        out.append(figure(ctx, f"latency.{row['label']}.{side}", row[f"{side}_ms"],
+                                          "ms (median)", **common, rounds=row.get(f"{side}_rounds"),
+                                          new_tokens=row.get("new_tokens")))
                 for key, side in (("ratio", "plain"), ("ratio_gbnf", "plain_gbnf")):
                     if row.get(key) is not None:
                         out.append(figure(ctx, f"latency.{row['label']}.ratio_{side}_over_psyedge", row[key],
@@ -551,7 +572,8 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
                 common = {"prompt_tokens": extra.get("prompt_tokens"), "model": extra.get("model"),
                           "threads": extra.get("threads", extra.get("workers"))}
                 stem = f"{Path(fname).stem}.{row['label']}"
-                out.append(figure(ctx, stem, row["median_s"], "s (median)", **common, rounds=row.get("rounds"),
+                out.append(figure(ctx, stem, row["median_s"], "s (median)", **common,
+                                  rounds=row.get("rounds"),
                                   details={k: v for k, v in extra.items() if k not in common}))
                 for key, value in extra.items():  # numeric extras whose name says their unit
                     unit = _unit_of(key)
@@ -561,7 +583,8 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
 
 
 #: Name suffix -> unit, for the numbers other benchmark files put in `extra_info`.
-_SUFFIX_UNITS: tuple[tuple[str, str], ...] = (("_per_s", "per s"), ("_per_step", "s per step"), ("_mib", "MiB"), ("_ms", "ms"), ("_s", "s"),
+_SUFFIX_UNITS: tuple[tuple[str, str], ...] = (("_per_s", "per s"), ("_per_step", "s per step"),
+                                              ("_mib", "MiB"), ("_ms", "ms"), ("_s", "s"),
                                               ("_bytes", "bytes"), ("_usd", "USD"), ("_rpm", "requests/min"),
                                               ("_over_limit", "ratio"))
 
@@ -597,9 +620,11 @@ def write_plots(summary: Mapping[str, Any], out: Path) -> dict[str, str]:
     lat = (parts.get("benchmarks") or {}).get("bench_sdk.py") or {}
     load = load_row(parts.get("accuracy") or {}, model, summary["machine"].get("threads"))
     if lat.get("rows") or load:
-        rows = ([load] if load else []) + [r for r in lat.get("rows", []) if r.get("psyedge_ms") or r.get("plain_ms")]
+        rows = ([load] if load else []) + [r for r in lat.get("rows", [])
+                                           if r.get("psyedge_ms") or r.get("plain_ms")]
         models = sorted({r.get("model") or model for r in rows})
-        files["latency"] = plots.latency_bars(rows, SIDES, ", ".join(models), machine, out / "latency.png").name
+        files["latency"] = plots.latency_bars(rows, SIDES, ", ".join(models), machine,
+                                              out / "latency.png").name
     a = parts.get("accuracy") or {}
     if "fields" in a:
         for field, block in a["fields"].items():
@@ -643,8 +668,8 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
     if loads:
         busiest = max(x[0] for x in loads)
         lines += [f"1-minute load average {' -> '.join(f'{x[0]:.1f}' for x in loads)} on {m['cores']} cores"
-                  + (": **the machine was busy, so latencies are inflated and noisy**; rerun on an idle machine "
-                     "before comparing." if busiest > m["cores"] else "."), ""]
+                  + (": **the machine was busy, so latencies are inflated and noisy**; rerun on an idle "
+                     "machine before comparing." if busiest > m["cores"] else "."), ""]
     lat = dict((parts.get("benchmarks") or {}).get("bench_sdk.py") or {})
     load = load_row(parts.get("accuracy") or {}, model["name"], m.get("threads"))
     if load:
@@ -656,21 +681,22 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
                   "ratio = plain / psyedge (>1: psyedge is faster).", "",
                   _table(["case", "model", "prompt tokens", "new tokens", "threads", "psyedge (ms)",
                           "plain json_schema (ms)", "ratio", "plain GBNF (ms)", "ratio GBNF"],
-                         [[r["label"], r.get("model"), r.get("prompt_tokens"), r.get("new_tokens"), r.get("threads"),
+                         [[r["label"], r.get("model"), r.get("prompt_tokens"), r.get("new_tokens"),
+                           r.get("threads"),
                            r.get("psyedge_ms"), r.get("plain_ms"), r.get("ratio"), r.get("plain_gbnf_ms"),
                            r.get("ratio_gbnf")] for r in lat["rows"]]), ""]
-        derived = [f for f in figures(summary, Context(model["name"], None, "")) if f["name"].startswith("latency.")
-                   and any(f["name"].endswith(suffix) for suffix in ("prefill_tokens_per_s", "answer_decode_est",
-                                                                     "assess_over_prefill_only",
-                                                                     "reassess_over_turn_prefill", "floor_over_turn_prefill",
-                                                                     "interleaved.ratio_plain_json_schema_over_psyedge",
-                                                                     "every_guess_wrong.ratio_plain_json_schema_over_psyedge",
-                                                                     "schema_validity"))]
+        derived = [f for f in figures(summary, Context(model["name"], None, ""))
+                   if f["name"].startswith("latency.") and any(f["name"].endswith(suffix) for suffix in (
+                       "prefill_tokens_per_s", "answer_decode_est", "assess_over_prefill_only",
+                       "reassess_over_turn_prefill", "floor_over_turn_prefill",
+                       "interleaved.ratio_plain_json_schema_over_psyedge",
+                       "every_guess_wrong.ratio_plain_json_schema_over_psyedge", "schema_validity"))]
         if derived:
-            lines += ["Derived by bench_sdk.py (`sdk.json`): prefill speed, the answer's decode (assess minus "
-                      "prefill-only, an estimate), overheads and the plain paths' schema validity:", "",
+            lines += ["Derived by bench_sdk.py (`sdk.json`): prefill speed, the answer's decode (assess "
+                      "minus prefill-only, an estimate), overheads and the plain paths' schema validity:", "",
                       _table(["figure", "value", "unit", "threads"],
-                             [[f["name"].removeprefix("latency."), f["value"], f["unit"], f["threads"]] for f in derived]),
+                             [[f["name"].removeprefix("latency."), f["value"], f["unit"], f["threads"]]
+                              for f in derived]),
                       ""]
         if "latency" in plots_:
             lines += [f"![latency]({plots_['latency']})", ""]
@@ -697,7 +723,8 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
         for name, block in stages.items():
             if block.get("rows"):
                 lines += [f"`{name}`:", "", _table(["benchmark", "median (s)", "rounds", "details"],
-                          [[r["label"], r["median_s"], r["rounds"], json.dumps(r["extra"], ensure_ascii=False)]
+                          [[r["label"], r["median_s"], r["rounds"],
+                            json.dumps(r["extra"], ensure_ascii=False)]
                            for r in block["rows"]]), ""]
             else:
                 lines += [f"`{name}`: {block.get('error') or block.get('skipped')}", ""]
@@ -718,10 +745,11 @@ def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:
     led = a["ledger"]
     split = a.get("split", {}).get("note", "")
     lines += [f"Evaluated on {split}.", "",
-              f"{a['scored']} of {a['n']} conversations scored (label rows {led['label_rows']}, invalid labels "
-              f"{led['invalid_label']}, without conversation {led['no_conversation']}, outside the split "
-              f"{led.get('not_in_split', 0)}); schema validity "
-              f"{_fmt(a['schema_validity'])}; mean prompt {_fmt((a.get('prompt_tokens') or {}).get('mean'), 1)} "
+              f"{a['scored']} of {a['n']} conversations scored (label rows {led['label_rows']}, invalid "
+              f"labels {led['invalid_label']}, without conversation {led['no_conversation']}, outside the "
+              f"split {led.get('not_in_split', 0)}); schema validity "
+              f"{_fmt(a['schema_validity'])}; mean prompt "
+              f"{_fmt((a.get('prompt_tokens') or {}).get('mean'), 1)} "
               "tokens. References are the labels file's labels (teacher or human).", ""]
     plain = a.get("plain_path")
     if plain:
@@ -737,14 +765,15 @@ def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:
     rows = []
     for net, block in f[acc.RISK_FIELD].items():
         for c in block["per_class"]:
-            rows.append([net.replace("_", " "), c["label"], c["precision"], c["recall"], c["f1"], c["support"],
-                         c["predicted"]])
+            rows.append([net.replace("_", " "), c["label"], c["precision"], c["recall"], c["f1"],
+                         c["support"], c["predicted"]])
     lines += ["`risk_flag` per class, safety net off (model alone) and on (lexicon may raise the flag):", "",
               _table(["safety net", "class", "precision", "recall", "F1", "support", "predicted"], rows), ""]
     for net, block in f[acc.RISK_FIELD].items():
         lines.append(f"- {net.replace('_', ' ')}: any-risk recall {_fmt(block['any_risk_recall'])}, any-risk "
                      f"precision {_fmt(block['any_risk_precision'])}"
-                     + (f", raised by the lexicon {block['raised_by_lexicon']}" if "raised_by_lexicon" in block else ""))
+                     + (f", raised by the lexicon {block['raised_by_lexicon']}"
+                        if "raised_by_lexicon" in block else ""))
     lines.append("")
     if a.get("pr_curves"):
         curves = a["pr_curves"]
@@ -763,7 +792,8 @@ def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:
 
 def print_table(summary: Mapping[str, Any]) -> None:
     """The summary table on stdout: the figures a reader looks at first."""
-    keep = ("latency.", "memory.peak", "memory.gguf", "accuracy.schema", "accuracy.plain.", "accuracy.depression_level.qwk",
+    keep = ("latency.", "memory.peak", "memory.gguf", "accuracy.schema", "accuracy.plain.",
+            "accuracy.depression_level.qwk",
             "accuracy.anxiety_level.qwk", "accuracy.student_distress_score.mae", "accuracy.risk.", "bench_")
     rows = [f for f in summary["figures"] if f["name"].startswith(keep)]
     width = max((len(f["name"]) for f in rows), default=10)
@@ -774,7 +804,8 @@ def print_table(summary: Mapping[str, Any]) -> None:
             text = f"{v / 2**20:10.1f} MiB"
         else:
             text = f"{v:10.3f} {f['unit']}" if isinstance(v, float) else f"{_fmt(v):>10} {f['unit']}"
-        extra = f"  ({f['prompt_tokens']:.0f} prompt tokens)" if isinstance(f.get("prompt_tokens"), (int, float)) else ""
+        extra = f"  ({f['prompt_tokens']:.0f} prompt tokens)" if isinstance(f.get("prompt_tokens"),
+                                                                            (int, float)) else ""
         print(f"  {f['name']:<{width}} {text}{extra}")
 
 
@@ -796,26 +827,32 @@ def parse_args(argv: list[str] | None) -> Options:
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
     ap.add_argument("--model", type=Path, required=True, help="the GGUF to benchmark")
     ap.add_argument("--labels", type=Path, required=True, help="labeled JSONL (teacher or human labels)")
-    ap.add_argument("--unified", type=Path, help="conversations JSONL (default: <data>/processed/unified_min.jsonl)")
+    ap.add_argument("--unified", type=Path,
+                    help="conversations JSONL (default: <data>/processed/unified_min.jsonl)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench"))
     ap.add_argument("--template", help="chat template when the GGUF has no psyedge.template key")
     ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: the SDK's default)")
     ap.add_argument("--limit", type=int, help="assess at most this many labeled conversations")
     ap.add_argument("--split", choices=("auto", "validation", "train", "all"), default="auto",
-                    help="which labeled conversations to score (auto: the SFT validation split when it exists)")
-    ap.add_argument("--sft", type=Path, help="SFT set with the split (default: <data>/datasets/sft_student_mental.jsonl)")
+                    help="which labeled conversations to score (auto: the SFT validation split when it "
+                         "exists)")
+    ap.add_argument("--sft", type=Path,
+                    help="SFT set with the split (default: <data>/datasets/sft_student_mental.jsonl)")
     ap.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
     args = ap.parse_args(argv)
     if not args.model.is_file():
-        raise ReportError(f"--model {args.model} does not exist: build it with `make quantize` or pass a .gguf path")
+        raise ReportError(f"--model {args.model} does not exist: build it with `make quantize` or pass a "
+                          ".gguf path")
     if args.model.suffix != ".gguf":
-        raise ReportError(f"--model {args.model} is not a .gguf file: pass the quantized model, e.g. models/tiny/model-Q4_K_M.gguf")
+        raise ReportError(f"--model {args.model} is not a .gguf file: pass the quantized model, e.g. "
+                          "models/tiny/model-Q4_K_M.gguf")
     if not args.labels.is_file():
         raise ReportError(f"--labels {args.labels} does not exist: run `make label` or pass a labeled JSONL")
     try:
         read_info(args.model)
     except ModelError as exc:
-        raise ReportError(f"--model {args.model} is not a readable GGUF ({exc}): pass a model from `make quantize`") from None
+        raise ReportError(f"--model {args.model} is not a readable GGUF ({exc}): pass a model from `make "
+                          "quantize`") from None
     unified = args.unified or acc.default_unified_path(args.labels)
     if not unified.is_file():
         raise ReportError(f"conversations file {unified} does not exist: run `make data` or pass --unified")
@@ -837,9 +874,11 @@ def main(argv: list[str] | None = None) -> int:
     summary["wall_s"] = time.perf_counter() - t0
     target = write_outputs(summary, opts.out, failed=bool(errors))
     print_table(summary)
-    print(f"\nwrote {target}, {opts.out / 'report.md'} and {len(summary['plots'])} plots in {summary['wall_s']:.1f} s")
+    print(f"\nwrote {target}, {opts.out / 'report.md'} and {len(summary['plots'])} plots in "
+          f"{summary['wall_s']:.1f} s")
     if errors:
-        print("\nbenchmark parts failed:\n  " + "\n  ".join(e.splitlines()[0] for e in errors), file=sys.stderr)
+        print("\nbenchmark parts failed:\n  " + "\n  ".join(e.splitlines()[0] for e in errors),
+              file=sys.stderr)
         return 1
     return 0
 

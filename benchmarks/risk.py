@@ -123,7 +123,8 @@ def lexicon_errors(rows: Sequence[RiskRow], preds: Sequence[str], subset: str) -
         out.append({
             "kind": kind, "subset": subset, "row": r.row, "idx": r.idx, "gold": r.gold, "pred": p,
             "labels": list(r.labels), "text": r.text,
-            "hits": [{"entry": c.hit.entry, "class": c.hit.risk_flag, "match": r.text[c.hit.span[0]:c.hit.span[1]]}
+            "hits": [{"entry": c.hit.entry, "class": c.hit.risk_flag,
+                      "match": r.text[c.hit.span[0]:c.hit.span[1]]}
                      for c in cands if c.suppressed_by is None],
             "suppressed": [{"entry": c.hit.entry, "match": r.text[c.hit.span[0]:c.hit.span[1]],
                             "rule": c.suppressed_by} for c in cands if c.suppressed_by is not None],
@@ -149,7 +150,8 @@ def run(data: Path, out: Path, model: Path | None = None, template: str | None =
         predictors["rules"] = rules_fn
     else:
         log.warning("rules entry absent: %s", rules_note)
-        by_subset["non_synthetic"]["rules"] = by_subset["synthetic"]["rules"] = {"absent": True, "note": rules_note}
+        by_subset["non_synthetic"]["rules"] = by_subset["synthetic"]["rules"] = {"absent": True,
+                                                                                 "note": rules_note}
 
     for name, fn in predictors.items():
         t = time.perf_counter()

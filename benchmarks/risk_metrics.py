@@ -79,8 +79,10 @@ def load_psysuicide(path: str | Path) -> list[RiskRow]:
     rows = []
     for i, r in enumerate(raw):
         where = f"{path}: row {i}"
-        if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not isinstance(r.get("labels"), list):
-            raise RiskDataError(f"{where}: expected {{idx, text, labels: [...], data_source}}, got {str(r)[:120]}")
+        if (not isinstance(r, dict) or not isinstance(r.get("text"), str)
+                or not isinstance(r.get("labels"), list)):
+            raise RiskDataError(f"{where}: expected {{idx, text, labels: [...], data_source}}, got "
+                                f"{str(r)[:120]}")
         rows.append(RiskRow(i, int(r.get("idx", i)), r["text"], gold_flag(r["labels"], where),
                             r.get("data_source") == "synthetic", tuple(r["labels"])))
     return rows
@@ -121,7 +123,8 @@ def score(rows: Iterable[RiskRow], predict: Callable[[str], str]) -> tuple[dict[
     return class_metrics([r.gold for r in rows], preds), preds
 
 
-def recall_at_precision(gold_pos: Sequence[bool], scores: Sequence[float], min_precision: float) -> dict[str, Any]:
+def recall_at_precision(gold_pos: Sequence[bool], scores: Sequence[float],
+                        min_precision: float) -> dict[str, Any]:
     """Best recall over thresholds whose precision is >= `min_precision`, with that threshold.
 
     Ties in score are taken together (a threshold cannot split them), so the figure is honest.

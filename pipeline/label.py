@@ -158,15 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         atomic_write_json(results_dir / "config.json",
                           {**cfg.to_dict(), "fallback": fb_cfg.to_dict() if fb_cfg else None})
-        log.info("labeling %d shard(s) with %s/%s, prompt %s, contract %s", len(todo), cfg.provider, cfg.model,
-                 key.prompt_version, key.contract_version)
+        log.info("labeling %d shard(s) with %s/%s, prompt %s, contract %s", len(todo), cfg.provider,
+                 cfg.model, key.prompt_version, key.contract_version)
         t0 = time.perf_counter()
         stats, pending = EXECUTORS[cfg.provider](cfg, key, todo, results_dir, secrets)
         elapsed = time.perf_counter() - t0
         _write_stats(results_dir, stats, elapsed)
         if pending:
             # No merge: dataset.jsonl must not look finished to make while jobs are still running.
-            print(f"batch jobs still running for {', '.join(pending)}: re-run the same command to collect them")
+            print(f"batch jobs still running for {', '.join(pending)}: re-run the same command to collect "
+                  "them")
             return EXIT_PENDING
         if fb_cfg and fb_key:
             fb = asyncio.run(label_refused(fb_cfg, args.fallback, fb_key, key, all_shards,
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("run stopped: %s", message)
         return EXIT_RUN
     except KeyboardInterrupt:
-        print("interrupted: results written so far are kept; re-run the same command to resume", file=sys.stderr)
+        print("interrupted: results written so far are kept; re-run the same command to resume",
+              file=sys.stderr)
         return 130
     finally:
         for h in handlers:

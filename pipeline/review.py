@@ -57,7 +57,8 @@ def load_corrections(results_dir: Path) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in read_jsonl(path)}
 
 
-def apply_corrections(rows: Iterable[dict[str, Any]], corrections: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def apply_corrections(rows: Iterable[dict[str, Any]],
+                      corrections: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Rows with human labels taking precedence; idempotent (re-applying gives the same rows)."""
     for row in rows:
         row = dict(row)
@@ -70,7 +71,8 @@ def apply_corrections(rows: Iterable[dict[str, Any]], corrections: dict[str, dic
             row["label_source"] = row.get("provenance", "teacher")  # or fallback:<teacher>
         else:
             row.update({k: fix[k] for k in FIELDS})
-            row.update({"teacher_labels": teacher, "label_source": "human", "reviewed_by": fix.get("reviewer"),
+            row.update({"teacher_labels": teacher, "label_source": "human",
+                        "reviewed_by": fix.get("reviewer"),
                         "reviewed_at": fix.get("reviewed_at"), "reviewed_from": fix.get("reviewed_from")})
             if fix.get("note"):
                 row["review_note"] = fix["note"]
@@ -108,7 +110,8 @@ def _conversations(labeling_dir: Path) -> dict[str, dict[str, Any]]:
 
 def dialogue_text(conversation: list[dict[str, Any]]) -> str:
     """The conversation as a reviewer reads it (the same role names the teacher saw)."""
-    return "\n".join(f"{ROLE_NAMES.get(t.get('role'), t.get('role'))}：{t.get('text', '')}" for t in conversation)
+    return "\n".join(f"{ROLE_NAMES.get(t.get('role'), t.get('role'))}：{t.get('text', '')}"
+                     for t in conversation)
 
 
 def label_studio_config() -> str:
@@ -118,7 +121,8 @@ def label_studio_config() -> str:
         choices = "".join(f'<Choice value="{v}"/>' for v in allowed_values(name))
         desc = LABEL_SCHEMA["properties"][name].get("description", "")
         blocks.append(f'  <Header value="{name} ({desc})"/>\n'
-                      f'  <Choices name="{name}" toName="dialogue" choice="single" required="true">{choices}</Choices>')
+                      f'  <Choices name="{name}" toName="dialogue" choice="single" '
+                      f'required="true">{choices}</Choices>')
     # The teacher's quotes (evidence mode) arrive as highlighted spans of the dialogue.
     evidence = ('  <Labels name="evidence" toName="dialogue">'
                 '<Label value="evidence" background="#ffe08a"/></Labels>\n')
@@ -133,7 +137,8 @@ def label_studio_task(item: dict[str, Any]) -> dict[str, Any]:
                                      "reasons": ", ".join(item["reasons"])}, "predictions": []}
     if item["labels"] is None:
         return task
-    result = [{"from_name": k, "to_name": "dialogue", "type": "choices", "value": {"choices": [str(item["labels"][k])]}}
+    result = [{"from_name": k, "to_name": "dialogue", "type": "choices",
+               "value": {"choices": [str(item["labels"][k])]}}
               for k in FIELDS]
     for quote in item.get("evidence") or []:
         start = item["dialogue"].find(quote)
@@ -186,7 +191,8 @@ def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
 
     atomic_write_json(out / "label_studio_tasks.json", with_tasks)
     atomic_write_text(out / "label_studio_config.xml", label_studio_config())
-    counts = {"queued": len(queue), "blocked": len(blocked), "risk": sum(any(r.startswith("risk") for r in q["reasons"]) for q in queue),
+    counts = {"queued": len(queue), "blocked": len(blocked),
+              "risk": sum(any(r.startswith("risk") for r in q["reasons"]) for q in queue),
               "reasked": sum(any(r.startswith("reasked") for r in q["reasons"]) for q in queue),
               "random": sum("random" in q["reasons"] for q in queue)}
     print(f"review queue: {counts} -> {out}/queue.jsonl, {out}/label_studio_tasks.json "
@@ -205,7 +211,8 @@ def _coerce(field: str, value: Any) -> Any:
 
 def _from_label_studio(tasks: Any, path: Path) -> list[dict[str, Any]]:
     if not isinstance(tasks, list):
-        raise ReviewError(f"{path}: a Label Studio export is a JSON list of tasks, got {type(tasks).__name__}")
+        raise ReviewError(f"{path}: a Label Studio export is a JSON list of tasks, got "
+                          f"{type(tasks).__name__}")
     out = []
     for n, task in enumerate(tasks):
         sid = (task.get("data") or {}).get("sample_id")
@@ -271,9 +278,11 @@ def apply_reviewed(data_dir: Path, reviewed: Path, results: Path | None = None) 
         where = f"{reviewed} {fix.pop('_where')}"
         sid = fix.get("id")
         if sid not in known:
-            raise ReviewError(f"{where}: id {sid!r} is not in {dataset}; was the queue made from another run?")
+            raise ReviewError(f"{where}: id {sid!r} is not in {dataset}; was the queue made from another "
+                              "run?")
         teacher = known[sid].get("teacher_labels") or {k: known[sid][k] for k in FIELDS}
-        labels = {k: fix.get(k, teacher[k]) for k in FIELDS}  # a field the reviewer left alone keeps the teacher's
+        # a field the reviewer left alone keeps the teacher's
+        labels = {k: fix.get(k, teacher[k]) for k in FIELDS}
         try:
             validate(labels)
         except LabelError as exc:
@@ -303,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("queue", help="write the review queue (JSONL + Label Studio import)")
     q.add_argument("--data-dir", required=True, type=Path)
     q.add_argument("--results-dir", type=Path, help=RESULTS_HELP)
-    q.add_argument("--fraction", type=float, default=0.03, help="random share of the rest to review (default 3%%)")
+    q.add_argument("--fraction", type=float, default=0.03,
+                   help="random share of the rest to review (default 3%%)")
     q.add_argument("--seed", type=int, default=0)
     a = sub.add_parser("apply", help="merge reviewed labels into dataset.jsonl")
     a.add_argument("--data-dir", required=True, type=Path)

@@ -82,7 +82,8 @@ class TrainConfig:
         if self.learning_rate <= 0 or (self.epochs <= 0 and self.max_steps <= 0):
             problems.append("learning_rate and epochs (or max_steps) must be positive")
         if self.save_steps % self.eval_steps and self.eval_steps % self.save_steps:
-            problems.append(f"save_steps {self.save_steps} and eval_steps {self.eval_steps} should divide one another")
+            problems.append(f"save_steps {self.save_steps} and eval_steps {self.eval_steps} should divide "
+                            "one another")
         if not 0.0 <= self.prior_value_dropout < 1.0:
             problems.append(f"prior_value_dropout must be in [0, 1), got {self.prior_value_dropout}")
         if self.risk_loss_weight < 1.0:

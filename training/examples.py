@@ -61,7 +61,8 @@ def check_template(tokenizer: Any, template: ChatTemplate) -> None:
         raise TemplateMismatch(
             f"template {template.name!r} ends answers with {template.eos!r}, which this tokenizer encodes as "
             f"{ids} (its EOS is {tokenizer.eos_token!r} = {tokenizer.eos_token_id}); choose the template of "
-            "this base model (deepseek-r1 for DeepSeek-R1-Distill, chatml for Qwen chat, raw for base models)")
+            "this base model (deepseek-r1 for DeepSeek-R1-Distill, chatml for Qwen chat, raw for base "
+            "models)")
 
 
 @dataclass
@@ -156,7 +157,8 @@ def encode_records(tokenizer: Any, records: Iterable[Mapping[str, Any]], templat
         out.corrupted += corrupt is not None
         out.examples.append(ex)
     if out.dropped_too_long:
-        log.warning("dropped %d example(s) longer than max_length=%d tokens", out.dropped_too_long, max_length)
+        log.warning("dropped %d example(s) longer than max_length=%d tokens", out.dropped_too_long,
+                    max_length)
     return out
 
 

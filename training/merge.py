@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-model", type=Path, required=True, help="the base the adapter was trained on")
     parser.add_argument("--adapter", type=Path, required=True, help="models/<run>/adapter")
     parser.add_argument("--out", type=Path, required=True, help="models/<run>/merged (replaced whole)")
-    parser.add_argument("--template", help="chat template name (default: the one the adapter was trained with)")
+    parser.add_argument("--template",
+                        help="chat template name (default: the one the adapter was trained with)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

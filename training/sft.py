@@ -116,7 +116,8 @@ def make_record(rid: str, labels_row: Mapping[str, Any], conversation: Any) -> d
         turns, _ = prepare(conversation)
     except (InputError, TypeError) as exc:
         raise SftError(f"id {rid!r}: unusable conversation: {exc}") from None
-    return {"id": rid, "instruction": INSTRUCTION, "input": transcript(turns), "output": canonical_json(labels)}
+    return {"id": rid, "instruction": INSTRUCTION, "input": transcript(turns),
+            "output": canonical_json(labels)}
 
 
 def _order_key(rid: str) -> str:
@@ -253,7 +254,8 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
         counts[r["split"]][risk_of(r)] += 1
     stats = {
         "records": len(records),
-        "splits": {s: {"total": sum(c.values()), "risk_flag": dict(sorted(c.items()))} for s, c in counts.items()},
+        "splits": {s: {"total": sum(c.values()), "risk_flag": dict(sorted(c.items()))} for s,
+                   c in counts.items()},
         "refused": len(result.refused),
         "refused_ids": [{"id": rid, "reason": reason} for rid, reason in result.refused],
         "label_sources": dict(sorted(sources.items())),
@@ -268,7 +270,8 @@ def build_sft(data_dir: Path, template: str, val_fraction: float = VAL_FRACTION,
         "prompt_hash": prompt_hash(),
         "labels": str(labels_path),
         "teacher": _teacher_of(labels_path),
-        "inputs": {str(LABELS_PATH): file_sha256(labels_path), str(CONVERSATIONS_PATH): file_sha256(conv_path)},
+        "inputs": {str(LABELS_PATH): file_sha256(labels_path),
+                   str(CONVERSATIONS_PATH): file_sha256(conv_path)},
     }
     atomic_write_json(out / "sft_stats.json", stats)
     return stats

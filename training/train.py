@@ -82,9 +82,9 @@ def preflight(profile: str, base_model: str, data_dir: Path, out: Path, config_p
                          "(e.g. /models/DeepSeek-R1-Distill-Qwen-1.5B)")
     base = Path(base_model).expanduser()
     if not base.is_dir():
-        raise TrainError(f"base model {base} does not exist: set BASE_MODEL to a local Hugging Face model folder "
-                         "(no hub downloads on compute nodes); for the tiny profile run `make train PROFILE=tiny`, "
-                         "which builds models/tiny-base first")
+        raise TrainError(f"base model {base} does not exist: set BASE_MODEL to a local Hugging Face model "
+                         "folder (no hub downloads on compute nodes); for the tiny profile run `make train "
+                         "PROFILE=tiny`, which builds models/tiny-base first")
     if not (base / "config.json").is_file():
         raise TrainError(f"base model {base} has no config.json: point BASE_MODEL at the folder that holds "
                          "config.json, the *.safetensors weights and tokenizer.json")
@@ -145,8 +145,8 @@ def load_model(job: Job, precision: Precision):  # -> peft.PeftModel
     device = {"": int(os.environ.get("LOCAL_RANK", 0))} if precision.device == "cuda" else {"": "cpu"}
     quant = None
     if cfg.quant_4bit:
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=dtype)
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                   bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(job.base_model, quantization_config=quant,
                                                  dtype=dtype, device_map=device)
     model.config.use_cache = False  # the KV cache is useless in training and breaks checkpointing
@@ -191,7 +191,8 @@ def _stop_callback(flag: Path):
 
         def on_step_end(self, args, state, control, **kwargs):
             if self._should_stop():
-                log.warning("checkpoint requested: saving at step %d and stopping for requeue", state.global_step)
+                log.warning("checkpoint requested: saving at step %d and stopping for requeue",
+                            state.global_step)
                 control.should_save = True
                 control.should_training_stop = True
                 self.honoured = True
@@ -241,8 +242,8 @@ def train(job: Job) -> int:
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        lr_scheduler_type=cfg.lr_scheduler, **warmup_arguments(cfg.warmup_ratio), weight_decay=cfg.weight_decay,
-        **sampling_arguments(cfg.group_by_length),
+        lr_scheduler_type=cfg.lr_scheduler, **warmup_arguments(cfg.warmup_ratio),
+        weight_decay=cfg.weight_decay, **sampling_arguments(cfg.group_by_length),
         bf16=precision.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if evaluate else "no", eval_steps=cfg.eval_steps,
@@ -324,7 +325,8 @@ def sampling_arguments(group_by_length: bool) -> dict[str, Any]:
 def _config_yaml(job: Job, precision: Precision) -> str:
     import yaml
 
-    resolved = {"profile": job.profile, "config_file": str(job.config_path), "base_model": str(job.base_model),
+    resolved = {"profile": job.profile, "config_file": str(job.config_path),
+                "base_model": str(job.base_model),
                 "data_dir": str(job.data_dir), **job.config.to_dict(), "resolved": precision.to_dict()}
     return yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
 
@@ -358,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="run folder, e.g. models/tiny")
     parser.add_argument("--submit", choices=("local", "slurm"), default="local",
                         help="local: train in this process; slurm: sbatch training/slurm/train_a40.sbatch")
-    parser.add_argument("--config", type=Path, help="a profile YAML to use instead of training/configs/<profile>.yaml")
+    parser.add_argument("--config", type=Path,
+                        help="a profile YAML to use instead of training/configs/<profile>.yaml")
     parser.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
                         help="extra sbatch option (repeatable), e.g. --sbatch-arg=--time=02:00:00")
     args = parser.parse_args(argv)

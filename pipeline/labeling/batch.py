@@ -69,7 +69,9 @@ def _call(fn: Any, cfg: LabelConfig, what: str, secrets: list[str], **kwargs: An
         except Exception as exc:  # classify: API errors, transport errors
             err = classify_error(exc, secrets)
             if isinstance(err, FatalError) or attempt == cfg.retries:
-                raise (err if isinstance(err, FatalError) else FatalError(f"{what}: {err} after {attempt + 1} tries")) \
+                raise (err if isinstance(err,
+                                         FatalError)
+                       else FatalError(f"{what}: {err} after {attempt + 1} tries")) \
                     from None
             assert isinstance(err, TransientError)
             delay = backoff(cfg, attempt, err.retry_after, _RNG)
@@ -81,7 +83,8 @@ def _call(fn: Any, cfg: LabelConfig, what: str, secrets: list[str], **kwargs: An
 class BatchShard:
     """One shard's journey through batch rounds; state persisted after every change."""
 
-    def __init__(self, cfg: LabelConfig, key: RunKey, files: ShardFiles, client: Any, secrets: list[str]) -> None:
+    def __init__(self, cfg: LabelConfig, key: RunKey, files: ShardFiles, client: Any,
+                 secrets: list[str]) -> None:
         self.cfg, self.key, self.files, self.client, self.secrets = cfg, key, files, client, secrets
         self.evidence = cfg.label_mode == "evidence"
         self.samples, _ = read_samples(files.input, cfg.label_mode)
@@ -94,7 +97,8 @@ class BatchShard:
             return fresh
         state = json.loads(self.files.batch.read_text("utf-8"))
         if state.get("key") != self.key.stamp():
-            log.warning("%s: batch state is for %s, not this run: starting over", self.files.batch, state.get("key"))
+            log.warning("%s: batch state is for %s, not this run: starting over", self.files.batch,
+                        state.get("key"))
             return fresh
         return state
 
@@ -189,7 +193,8 @@ class BatchShard:
             st["attempts"][sha] = int(st["attempts"].get(sha, 0)) + 1
         st["job"], st["job_keys"] = job.name, keys
         self._save()  # persisted before anything else: a later run polls this job, never re-pays it
-        log.info("%s: submitted %s with %d requests (round %d)", self.files.name, job.name, len(keys), st["round"])
+        log.info("%s: submitted %s with %d requests (round %d)", self.files.name, job.name, len(keys),
+                 st["round"])
 
     def run(self, deadline: float) -> bool:
         """Drive the shard until done (True) or until `deadline` with a job still running (False)."""
@@ -203,11 +208,13 @@ class BatchShard:
                 j.close()
                 continue
             if self.state["job"]:
-                job = _call(self.client.batches.get, self.cfg, f"{self.files.name}: poll", self.secrets, name=self.state["job"])
+                job = _call(self.client.batches.get, self.cfg, f"{self.files.name}: poll", self.secrets,
+                            name=self.state["job"])
                 state = _state_name(job)
                 if state in _RUNNING:
                     if time.monotonic() >= deadline:
-                        log.warning("%s: %s still %s; re-run to collect", self.files.name, self.state["job"], state)
+                        log.warning("%s: %s still %s; re-run to collect", self.files.name, self.state["job"],
+                                    state)
                         return False
                     time.sleep(self.cfg.poll_interval_s)
                     continue

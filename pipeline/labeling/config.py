@@ -114,7 +114,8 @@ def load_config(path: str | Path, provider: str, model: str | None = None,
     try:
         raw = yaml.safe_load(path.read_text("utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the labeling config ({exc.strerror}); pass --config FILE") from None
+        raise ConfigError(f"{path}: cannot read the labeling config ({exc.strerror}); pass --config "
+                          "FILE") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     raw = _as_mapping(raw, "the file", path)
@@ -129,10 +130,11 @@ def load_config(path: str | Path, provider: str, model: str | None = None,
     _check_keys(prov, f"providers.{provider}", path)
     model = model or prov.get("model") or defaults.get("model")
     if not model:
-        raise ConfigError(f"{path}: no model for provider {provider!r}: pass --model or set providers.{provider}.model")
+        raise ConfigError(f"{path}: no model for provider {provider!r}: pass --model or set "
+                          f"providers.{provider}.model")
     if model not in models:
-        raise ConfigError(f"{path}: model {model!r} has no entry under models: (its limits and prices come from "
-                          f"config, not code); add one, known: {sorted(models)}")
+        raise ConfigError(f"{path}: model {model!r} has no entry under models: (its limits and prices come "
+                          f"from config, not code); add one, known: {sorted(models)}")
     mod = _as_mapping(models[model], f"models.{model}", path)
     _check_keys(mod, f"models.{model}", path)
     merged: dict[str, Any] = {}

@@ -197,7 +197,8 @@ class Run:
             fail_journal.close()
         counts = finalize(files, [s.id for s in samples], self.key)
         counts.update({"duplicate_ids": dups, "skipped_done": len(samples) - len(pending),
-                       "distinct_prompts_now": len(groups), "requests_now": self.labeler.requests_sent - sent_before})
+                       "distinct_prompts_now": len(groups),
+                       "requests_now": self.labeler.requests_sent - sent_before})
         log.info("%s: %s", files.name, counts)
         return counts
 

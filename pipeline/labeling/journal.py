@@ -64,7 +64,8 @@ def label_journals(results_dir: Path) -> list[Path]:
 def find_shards(labeling_dir: Path, shard: str | None) -> list[Path]:
     """The input shards, sorted; `shard` ("7" or "0007") picks one."""
     if not labeling_dir.is_dir():
-        raise UsageError(f"{labeling_dir} does not exist: run `make data` first (it writes the labeling shards)")
+        raise UsageError(f"{labeling_dir} does not exist: run `make data` first (it writes the labeling "
+                         "shards)")
     shards = sorted(p for p in labeling_dir.iterdir() if SHARD_RE.match(p.name))
     if not shards:
         raise UsageError(f"no input_part_NNNN.jsonl in {labeling_dir}: run `make data` first")
@@ -104,7 +105,8 @@ def read_rows(path: Path, repair: bool = True) -> list[dict[str, Any]]:
         good_end = end
         pos = end
     if good_end < len(data):
-        log.warning("%s: cut a torn last line (%d bytes) left by an interrupted run", path, len(data) - good_end)
+        log.warning("%s: cut a torn last line (%d bytes) left by an interrupted run", path,
+                    len(data) - good_end)
         if repair:
             with open(path, "r+b") as fh:
                 fh.truncate(good_end)
@@ -159,8 +161,8 @@ def finalize(files: ShardFiles, input_ids: list[str], key: RunKey) -> dict[str, 
     write_jsonl(files.failed, fail)
     missing = len(order) - len(lab) - len(fail)
     if missing:
-        raise RuntimeError(f"{files.input}: {len(order)} input ids but {len(lab)} labeled + {len(fail)} failed; "
-                           f"{missing} unaccounted (a bug: re-run to label them, then report it)")
+        raise RuntimeError(f"{files.input}: {len(order)} input ids but {len(lab)} labeled + {len(fail)} "
+                           f"failed; {missing} unaccounted (a bug: re-run to label them, then report it)")
     return {"input": len(order), "labeled": len(lab), "failed": len(fail)}
 
 

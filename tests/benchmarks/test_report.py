@@ -55,14 +55,16 @@ def bench_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("bench")
     path = tmp / "bench_fake.py"
     path.write_text(FAKE_BENCH, encoding="utf-8")
-    return report.run_pytest_benchmark(path, report.MODES["quick"], tmp / "m.gguf", tmp / "raw" / "fake.json", {})
+    return report.run_pytest_benchmark(path, report.MODES["quick"], tmp / "m.gguf", tmp / "raw" / "fake.json",
+                                       {})
 
 
 def test_run_pytest_benchmark_pairs_psyedge_and_plain(bench_json: dict[str, Any]) -> None:
     rows = {r["label"]: r for r in report.latency_rows(bench_json)}
     assert set(rows) == {"model e2e", "model prefill only"}  # the slow case did not run in quick mode
     e2e = rows["model e2e"]
-    assert (e2e["prompt_tokens"], e2e["new_tokens"], e2e["threads"], e2e["model_case"]) == (104, 30, 2, "model")
+    assert (e2e["prompt_tokens"], e2e["new_tokens"], e2e["threads"],
+            e2e["model_case"]) == (104, 30, 2, "model")
     # sleep() never returns early, so these lower bounds hold even on a loaded machine.
     assert e2e["psyedge_ms"] >= 2.0 and e2e["plain_ms"] >= 12.0 and e2e["plain_gbnf_ms"] >= 6.0
     assert e2e["psyedge_rounds"] == 3 and e2e["plain_rounds"] == 3
@@ -72,13 +74,15 @@ def test_run_pytest_benchmark_pairs_psyedge_and_plain(bench_json: dict[str, Any]
 
 
 def test_sdk_json_figures_carry_the_cases_model_and_threads() -> None:
-    sdk = {"cases": {"model": {"model": "/x/models/tiny/model-Q4_K_M.gguf", "threads": 2, "prefix_tokens": 200,
+    sdk = {"cases": {"model": {"model": "/x/models/tiny/model-Q4_K_M.gguf", "threads": 2,
+                               "prefix_tokens": 200,
                                "new_tokens": 100, "psyedge_assess_ms": 30.0, "prefill_only_ms": 20.0,
                                "psyedge_decode_calls": 4, "speedup_vs_json_schema": 3.5,
                                "plain_json_schema_schema_valid_rate": 0.9,
-                               "session_by_turn": {"61": {"turn_tokens": 61, "reassess_ms": 14.0, "turn_prefill_ms": 10.0,
-                                                          "reassess_over_turn_prefill": 1.4, "floor_over_turn_prefill": 1.3,
-                                                          "decode_calls": 1},
+                               "session_by_turn": {"61": {"turn_tokens": 61, "reassess_ms": 14.0,
+                                                          "turn_prefill_ms": 10.0,
+                                                          "reassess_over_turn_prefill": 1.4,
+                                                          "floor_over_turn_prefill": 1.3, "decode_calls": 1},
                                                    "23": {"turn_tokens": 29, "turn_prefill_ms": 5.0}}}}}
     figs = {f["name"]: f for f in report.sdk_figures(report.Context("other", 4, "m"), sdk)}
     tps = figs["latency.model.prefill_tokens_per_s"]
@@ -108,23 +112,27 @@ def _summary(bench_json: dict[str, Any]) -> dict[str, Any]:
 
     truth = ["none", "suicidal", "none", "violence"]
     pred = ["none", "none", "suicidal", "violence"]
-    risk = {"lexicon_off": {"per_class": [s.to_dict() for s in acc.per_class(truth, pred, list(acc.allowed_values("risk_flag")))],
+    risk = {"lexicon_off": {"per_class": [s.to_dict() for s in acc.per_class(truth, pred,
+                                                                             list(acc.allowed_values("risk_flag")))],
                             "any_risk_recall": 0.5, "any_risk_precision": 0.5,
                             "labels": list(acc.allowed_values("risk_flag")),
-                            "confusion": acc.confusion_matrix(truth, pred, list(acc.allowed_values("risk_flag")))}}
+                            "confusion": acc.confusion_matrix(truth, pred,
+                                                              list(acc.allowed_values("risk_flag")))}}
     levels = [0, 1, 2, 3]
     fields: dict[str, Any] = {f: {"accuracy": 0.5, "macro_f1": 0.4, "qwk": 0.3, "labels": levels,
                                   "confusion": acc.confusion_matrix([0, 1, 2, 3], [0, 1, 3, 3], levels)}
                               for f in acc.LEVEL_FIELDS}
     fields["student_distress_score"] = {"accuracy": 0.25, "mae": 1.25, "within_1": 0.75, "qwk": 0.6,
                                         "labels": list(range(10)),
-                                        "confusion": acc.confusion_matrix([1, 5, 9, 0], [2, 5, 6, 0], list(range(10)))}
+                                        "confusion": acc.confusion_matrix([1, 5, 9, 0], [2, 5, 6, 0],
+                                                                          list(range(10)))}
     fields["risk_flag"] = risk
     pr = acc.pr_curves(truth, [{"none": 0.9}, {"none": 0.3, "suicidal": 0.6}, {"none": 0.5, "suicidal": 0.4},
                                {"none": 0.2, "suicidal": 0.1}])
     return {
         "mode": "quick", "started": "2026-01-01T00:00:00Z",
-        "model": {"name": "tiny-Q4_K_M.gguf", "path": "models/tiny/model-Q4_K_M.gguf", "file_bytes": 3 * 2**20},
+        "model": {"name": "tiny-Q4_K_M.gguf", "path": "models/tiny/model-Q4_K_M.gguf",
+                  "file_bytes": 3 * 2**20},
         "machine": machine.describe(threads=2),
         "parts": {
             "accuracy": {"n": 4, "scored": 4, "schema_validity": 1.0, "fields": fields, "pr_curves": pr,
@@ -132,8 +140,8 @@ def _summary(bench_json: dict[str, Any]) -> dict[str, Any]:
                          "plain_path": {"n": 8, "schema_validity": 0.75, "agreement_with_psyedge": 0.5,
                                         "load_s": 0.1, "max_tokens": 96, "invalid_examples": []},
                          "ledger": {"label_rows": 4, "invalid_label": 0, "no_conversation": 0}},
-            "memory": {"file_bytes": 3 * 2**20, "peak_rss_bytes": 90 * 2**20, "peak_over_file": 30.0, "assessed": 20,
-                       "threads": 2, "prompt_tokens": [200, 300],
+            "memory": {"file_bytes": 3 * 2**20, "peak_rss_bytes": 90 * 2**20, "peak_over_file": 30.0,
+                       "assessed": 20, "threads": 2, "prompt_tokens": [200, 300],
                        "stages": {"import": {"rss_bytes": 45 * 2**20}, "load": {"rss_bytes": 80 * 2**20}}},
             "benchmarks": {"bench_sdk.py": {"kind": "latency", "rows": report.latency_rows(bench_json)},
                            "bench_data.py": {"kind": "stage", "rows": [
@@ -159,10 +167,12 @@ def test_every_figure_says_unit_model_prompt_threads_machine(bench_json: dict[st
     assert by_name["memory.peak_rss"]["prompt_tokens"] == 250.0  # mean of the 20 assessed prompts
     assert by_name["memory.peak_over_import_baseline"]["value"] == 45 * 2**20
     load = by_name["latency.model load.ratio_plain_over_psyedge"]
-    assert load["value"] == pytest.approx(0.5) and load["model"] == "tiny-Q4_K_M.gguf" and load["threads"] == 2
+    assert (load["value"] == pytest.approx(0.5) and load["model"] == "tiny-Q4_K_M.gguf"
+            and load["threads"] == 2)
     assert by_name["accuracy.plain.schema_validity"]["value"] == 0.75
     data = by_name["bench_data.make data"]
-    assert (data["value"], data["unit"], data["model"], data["prompt_tokens"]) == (42.0, "s (median)", None, None)
+    assert (data["value"], data["unit"], data["model"],
+            data["prompt_tokens"]) == (42.0, "s (median)", None, None)
     assert data["details"] == {"records": 1282, "peak_rss_mib": 80.5}
     rss = by_name["bench_data.make data.peak_rss_mib"]
     assert (rss["value"], rss["unit"], rss["threads"]) == (80.5, "MiB", None)
@@ -183,7 +193,8 @@ def test_plots_open_and_say_what_they_show(bench_json: dict[str, Any], tmp_path:
     monkeypatch.setattr(plots, "save_figure", spy)
     summary = _summary(bench_json)
     files = report.write_plots(summary, tmp_path)
-    assert set(files) == {"latency", "memory", "pr_curve", "confusion_depression_level", "confusion_anxiety_level",
+    assert set(files) == {"latency", "memory", "pr_curve", "confusion_depression_level",
+                          "confusion_anxiety_level",
                           "confusion_student_distress_score", "confusion_risk_flag"}
     for name in files.values():
         with Image.open(tmp_path / name) as img:
@@ -193,7 +204,8 @@ def test_plots_open_and_say_what_they_show(bench_json: dict[str, Any], tmp_path:
     assert "ms" in texts["latency.png"] and "psyedge vs plain" in texts["latency.png"]
     assert "MiB" in texts["memory.png"]
     assert "recall" in texts["pr_curve.png"] and "precision" in texts["pr_curve.png"]
-    assert "reference label" in texts["confusion_risk_flag.png"] and "safety net off" in texts["confusion_risk_flag.png"]
+    assert ("reference label" in texts["confusion_risk_flag.png"]
+            and "safety net off" in texts["confusion_risk_flag.png"])
     assert "conversations (count)" in texts["confusion_depression_level.png"]
 
 
@@ -219,7 +231,8 @@ def test_split_prefers_the_held_out_validation_set(tmp_path: Path) -> None:
     assert "may have seen them" in report.resolve_split(opts)[2]
     sft = tmp_path / "data" / "datasets" / "sft_student_mental.jsonl"
     sft.parent.mkdir(parents=True)
-    sft.write_text("".join(json.dumps({"id": f"t{i}", "split": "validation" if i in (1, 4) else "train"}) + "\n"
+    sft.write_text("".join(json.dumps({"id": f"t{i}",
+                                       "split": "validation" if i in (1, 4) else "train"}) + "\n"
                            for i in range(6)), encoding="utf-8")
     name, ids, note = report.resolve_split(opts)
     assert (name, ids) == ("validation", {"t1", "t4"}) and "held out" in note
@@ -263,9 +276,11 @@ def _tiny_data(data: Path, n: int = 24) -> Path:
     conv_rows, label_rows = [], []
     for i in range(n):
         j = rng.randrange(len(user))
-        turns = [{"role": "user", "text": user[j]}, {"role": "assistant", "text": "听起来你很难受，能说说吗？"}]
+        turns = [{"role": "user", "text": user[j]},
+                 {"role": "assistant", "text": "听起来你很难受，能说说吗？"}]
         conv_rows.append({"id": f"t{i}", "conversation": turns})
-        label_rows.append({"id": f"t{i}", "depression_level": rng.randint(0, 3), "anxiety_level": rng.randint(0, 3),
+        label_rows.append({"id": f"t{i}", "depression_level": rng.randint(0, 3),
+                           "anxiety_level": rng.randint(0, 3),
                            "risk_flag": flags.get(j, "none"), "student_distress_score": rng.randint(0, 9)})
     for path, rows in ((data / "processed" / "unified_min.jsonl", conv_rows),
                        (data / "labeling" / "results" / "dataset.jsonl", label_rows)):
@@ -292,20 +307,23 @@ def test_quick_mode_end_to_end(tiny_gguf: Path, tmp_path: Path) -> None:
     labels = _tiny_data(tmp_path / "data")
     out = tmp_path / "bench"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model", str(tiny_gguf),
-                           "--labels", str(labels), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model",
+                           str(tiny_gguf),
+                           "--labels", str(labels), "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Quick mode is ~15 s on an idle 2-core machine; a shared one (load 6-8) stretches it to ~2 min.
     # The bound catches a full-mode case leaking into quick mode (make data alone is 3 x 5 s).
     assert wall < 180, f"quick mode took {wall:.0f} s; make demo needs it well under a minute"
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert summary["mode"] == "quick" and summary["model"]["name"] == f"{tiny_gguf.parent.name}/tiny-Q4_K_M.gguf"
+    assert (summary["mode"] == "quick"
+            and summary["model"]["name"] == f"{tiny_gguf.parent.name}/tiny-Q4_K_M.gguf")
     assert summary["model"]["gguf"]["psyedge"]["psyedge.template"] == "chatml"
     assert summary["errors"] == []
     names = {f["name"] for f in summary["figures"]}
-    assert {"accuracy.schema_validity", "accuracy.depression_level.qwk", "accuracy.student_distress_score.mae",
+    assert {"accuracy.schema_validity", "accuracy.depression_level.qwk",
+            "accuracy.student_distress_score.mae",
             "accuracy.risk.lexicon_off.suicidal_recall", "accuracy.risk.lexicon_on.suicidal_recall",
             "memory.peak_rss", "memory.gguf_file"} <= names
     for f in summary["figures"]:
@@ -322,7 +340,8 @@ def test_quick_mode_end_to_end(tiny_gguf: Path, tmp_path: Path) -> None:
     assert next(c for c in risk_on["per_class"] if c["label"] == "suicidal")["recall"] == 1.0
     mem = summary["parts"]["memory"]
     assert mem["assessed"] == 20 and mem["file_bytes"] == tiny_gguf.stat().st_size
-    assert mem["peak_rss_bytes"] >= mem["stages"]["load"]["rss_bytes"] > mem["stages"]["import"]["rss_bytes"] > 0
+    assert (mem["peak_rss_bytes"] >= mem["stages"]["load"]["rss_bytes"]
+            > mem["stages"]["import"]["rss_bytes"] > 0)
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Accuracy" in md and "## Memory" in md
     for name in summary["plots"].values():
@@ -348,8 +367,8 @@ def test_a_failed_part_exits_1_and_keeps_the_make_target_absent(tiny_gguf: Path,
     unified.write_text(json.dumps({"id": "other", "conversation": [{"role": "user", "text": "你好"}]}) + "\n",
                        encoding="utf-8")  # no label id has a conversation
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model", str(tiny_gguf),
-                           "--labels", str(labels), "--out", str(out), "--only", "accuracy"],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model",
+                           str(tiny_gguf), "--labels", str(labels), "--out", str(out), "--only", "accuracy"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "accuracy: no labeled conversation to evaluate" in proc.stderr and "Traceback" not in proc.stderr

@@ -100,7 +100,8 @@ class Stats:
 class FakeGemini:
     """Start with `start()` (returns the base URL), stop with `stop()`; or use as a context manager."""
 
-    def __init__(self, api_key: str = "test-key-123456", latency: float = 0.0, faults: FaultPlan | None = None,
+    def __init__(self, api_key: str = "test-key-123456", latency: float = 0.0,
+                 faults: FaultPlan | None = None,
                  slow_s: float = 1.0, retry_delay: str = "0.05s", batch_polls: int = 1,
                  echo_key_in_errors: bool = True, block_risky: tuple[str, ...] = ()) -> None:
         self.api_key = api_key
@@ -157,7 +158,8 @@ class FakeGemini:
                 self.stats.faults[fault] += 1
         return n, fault
 
-    def answer(self, contents: list[dict[str, Any]], model: str, fault: str | None, key: str) -> dict[str, Any]:
+    def answer(self, contents: list[dict[str, Any]], model: str, fault: str | None,
+               key: str) -> dict[str, Any]:
         """A generateContent response body for `contents` (fault applied to the answer)."""
         labels = expected_labels(key)
         if self.block_risky:
@@ -183,7 +185,8 @@ class FakeGemini:
         usage = {"promptTokenCount": prompt_chars // 2 + 1, "candidatesTokenCount": len(text) // 3 + 1,
                  "thoughtsTokenCount": 2}
         usage["totalTokenCount"] = sum(usage.values())
-        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish,
+        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                "finishReason": finish,
                                 "index": 0}], "usageMetadata": usage, "modelVersion": model}
 
     def bill(self, body: dict[str, Any], delivered: bool = True) -> None:
@@ -278,7 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         m = _BATCH.match(self.path.split("?")[0])
         if not m or m.group(2) not in fake.jobs:
-            self._send(404, {"error": {"code": 404, "message": f"no such batch {self.path}", "status": "NOT_FOUND"}})
+            self._send(404,
+                       {"error": {"code": 404, "message": f"no such batch {self.path}",
+                                  "status": "NOT_FOUND"}})
             return
         job = fake.jobs[m.group(2)]
         with fake.lock:
@@ -311,13 +316,15 @@ class _Handler(BaseHTTPRequestHandler):
                 job_id = f"job{fake.stats.batches_created:04d}"
                 reqs = body["batch"]["inputConfig"]["requests"]["requests"]
                 fake.jobs[job_id] = {"id": job_id, "model": m.group(2), "requests": reqs, "polls": 0,
-                                     "state": "BATCH_STATE_PENDING", "display": body["batch"].get("displayName")}
+                                     "state": "BATCH_STATE_PENDING",
+                                     "display": body["batch"].get("displayName")}
             self._send(200, _batch_resource(fake.jobs[job_id]))
             return
         if m and m.group(3) == "generateContent":
             self._generate(body, m.group(2))
             return
-        self._send(404, {"error": {"code": 404, "message": f"unknown path {self.path}", "status": "NOT_FOUND"}})
+        self._send(404,
+                   {"error": {"code": 404, "message": f"unknown path {self.path}", "status": "NOT_FOUND"}})
 
     def _generate(self, body: dict[str, Any], model: str) -> None:
         fake = self.server_fake
@@ -353,15 +360,19 @@ class _Handler(BaseHTTPRequestHandler):
         if fault in ("429", "500", "503"):
             self._send(int(fault), {"error": {"message": f"injected {fault}"}})
             return
-        reply = fake.answer([{"parts": [{"text": m["content"]}]} for m in msgs], body.get("model", ""), fault, key)
+        reply = fake.answer([{"parts": [{"text": m["content"]}]} for m in msgs], body.get("model", ""), fault,
+                            key)
         u = reply["usageMetadata"]
         cand = reply["candidates"][0]
         fake.bill(reply)
-        self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": cand["content"]["parts"][0]["text"]},
-                                      "finish_reason": "length" if cand["finishReason"] == "MAX_TOKENS" else "stop"}],
+        self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                              "content": cand["content"]["parts"][0]["text"]},
+                                      "finish_reason": ("length" if cand["finishReason"] == "MAX_TOKENS"
+                                                        else "stop")}],
                          "usage": {"prompt_tokens": u["promptTokenCount"],
                                    "completion_tokens": u["candidatesTokenCount"] + u["thoughtsTokenCount"],
-                                   "completion_tokens_details": {"reasoning_tokens": u["thoughtsTokenCount"]}}})
+                                   "completion_tokens_details":
+                                       {"reasoning_tokens": u["thoughtsTokenCount"]}}})
 
 
 def _run_batch(fake: FakeGemini, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -380,7 +391,8 @@ def _run_batch(fake: FakeGemini, job: dict[str, Any]) -> list[dict[str, Any]]:
         if fault:
             fake.stats.faults[fault] += 1
         if fault in HTTP_FAULTS:
-            out.append({"error": {"code": 13, "message": f"injected row fault {fault}"}, "metadata": item.get("metadata")})
+            out.append({"error": {"code": 13, "message": f"injected row fault {fault}"},
+                        "metadata": item.get("metadata")})
             continue
         reply = fake.answer(contents, job["model"], fault, key)
         u = reply["usageMetadata"]
@@ -393,9 +405,10 @@ def _run_batch(fake: FakeGemini, job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _batch_resource(job: dict[str, Any]) -> dict[str, Any]:
-    meta: dict[str, Any] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
-                            "model": f"models/{job['model']}", "displayName": job.get("display"),
-                            "state": job["state"], "name": f"batches/{job['id']}"}
+    meta: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+        "model": f"models/{job['model']}", "displayName": job.get("display"),
+        "state": job["state"], "name": f"batches/{job['id']}"}
     if job.get("output") is not None:
         meta["output"] = {"inlinedResponses": {"inlinedResponses": job["output"]}}
     res: dict[str, Any] = {"name": f"batches/{job['id']}", "metadata": meta}

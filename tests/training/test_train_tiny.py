@@ -52,7 +52,8 @@ def run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_outputs_and_loss_falls(run: dict) -> None:
     out = run["out"]
-    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter/psyedge_train.json",
+    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json",
+                 "adapter/psyedge_train.json",
                  "train_results.json", "eval_results.json", "training_loss.png", "training_eval_loss.png",
                  "config.yaml"):
         assert (out / name).is_file(), name

@@ -108,7 +108,8 @@ def _ratings(items: Any) -> tuple[dict[str, Any], ...]:
     out = []
     for r in items or []:
         cat, prob = getattr(r, "category", None), getattr(r, "probability", None)
-        out.append({"category": str(getattr(cat, "value", cat)), "probability": str(getattr(prob, "value", prob)),
+        out.append({"category": str(getattr(cat, "value", cat)),
+                    "probability": str(getattr(prob, "value", prob)),
                     "blocked": bool(getattr(r, "blocked", False))})
     return tuple(out)
 

@@ -55,11 +55,13 @@ class OpenAICompatProvider(Provider):
     def _body(self, messages: list[Message]) -> bytes:
         return json.dumps({
             "model": self.model,
-            "messages": [{"role": "assistant" if r == "model" else "user", "content": t} for r, t in messages],
+            "messages": [{"role": "assistant" if r == "model" else "user", "content": t} for r,
+                         t in messages],
             "temperature": self.cfg.temperature,
             "max_tokens": self.cfg.max_output_tokens,
             "response_format": {"type": "json_schema",
-                                "json_schema": {"name": "psyedge_labels", "strict": True, "schema": openai_schema()}},
+                                "json_schema": {"name": "psyedge_labels", "strict": True,
+                                                "schema": openai_schema()}},
         }, ensure_ascii=False).encode("utf-8")
 
     def _post(self, body: bytes) -> dict[str, Any]:
@@ -74,7 +76,8 @@ class OpenAICompatProvider(Provider):
             if exc.code in TRANSIENT_STATUS:
                 raise TransientError(f"http_{exc.code}", _retry_after(exc.headers)) from None
             raise FatalError(f"{self.url} refused the request: HTTP {exc.code} {exc.reason} "
-                             "(check base_url, the model name and the server's JSON-schema support)") from None
+                             "(check base_url, the model name and the server's JSON-schema "
+                             "support)") from None
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"connection: {type(exc).__name__}") from None
         except json.JSONDecodeError:

@@ -129,7 +129,8 @@ def check_conversation(conversation: Any) -> list[Turn]:
     user turn left is refused, since there is nobody to assess.
     """
     if isinstance(conversation, (str, bytes)) or not isinstance(conversation, Sequence):
-        raise TypeError(f"conversation must be a list of {{role, text}} dicts, got {type(conversation).__name__}")
+        raise TypeError(f"conversation must be a list of {{role, text}} dicts, "
+                        f"got {type(conversation).__name__}")
     turns: list[Turn] = []
     for i, turn in enumerate(conversation):
         if not isinstance(turn, Mapping):
