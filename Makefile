@@ -89,6 +89,11 @@ TORCH_SPEC ?= torch==2.13.0
 # Tools with their own virtual environments (their pins differ from ours and from each other).
 LF_VENV  ?= .venv-lf
 LF_SPEC  ?= llamafactory==0.9.5
+LS_VENV  ?= .venv-ls
+# The review server listens on 127.0.0.1 only; LS_PORT picks the port, EXPORT the export's file.
+LS_PORT  ?= 8080
+LS_DIR   := $(DATA_DIR)/label_studio
+EXPORT   ?= $(DATA_DIR)/labeling/review/label_studio_export.json
 # `make merge ADAPTER=<dir>` merges a PEFT adapter trained elsewhere (LLaMA-Factory's output
 # folder, Unsloth, a colleague's run) instead of this run's own.
 ADAPTER  ?=
@@ -175,8 +180,18 @@ $(LF_OK): training/llamafactory/requirements.txt sdk/python/pyproject.toml
 	rm -rf "$$($(LF_PY) -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent / "lib")')"
 	$(LF_PY) -c 'import llamafactory.data, psyedge.prompt' && touch $@
 
-.PHONY: lf-venv
+# Label Studio's venv (pipeline/label_studio_requirements.txt): the review server and its SDK.
+LS_PY := $(LS_VENV)/bin/python
+LS_OK := $(LS_VENV)/.installed
+$(LS_OK): pipeline/label_studio_requirements.txt
+	@test -x $(LS_PY) || $(PYTHON_BOOT) -m venv $(LS_VENV)
+	$(LS_PY) -m pip install -q -U pip
+	$(LS_PY) -m pip install -q -r pipeline/label_studio_requirements.txt
+	$(LS_PY) -c 'import label_studio, label_studio_sdk' && touch $@
+
+.PHONY: lf-venv ls-venv
 lf-venv: $(LF_OK) ## LLaMA-Factory in its own venv (.venv-lf) for make train TRAINER=llamafactory
+ls-venv: $(LS_OK) ## Label Studio + label-studio-sdk in their own venv (.venv-ls) for make review-server
 
 # ---- configure -----------------------------------------------------------------------------
 # Variables given on this command line, for `make configure` to remember.
@@ -257,7 +272,7 @@ $(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | 
 	  $(if $(LABEL_MODE),--mode "$(LABEL_MODE)",)
 	@touch $(LABELS_OK)
 
-.PHONY: label review apply-review
+.PHONY: label review apply-review review-server review-export
 label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai, FALLBACK=rules)
 
 review: $(LABELS_OK) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
@@ -267,6 +282,15 @@ apply-review: | $(VENV_OK) ## merge human corrections: make apply-review REVIEWE
 	@test -n "$(REVIEWED)" || { echo "set REVIEWED=<reviewed JSONL or Label Studio export>"; exit 2; }
 	$(PY) -m pipeline.review apply --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) \
 	  --reviewed "$(REVIEWED)"
+
+# The review queue in a local Label Studio (its SQLite database, uploads and API token under
+# LS_DIR, kept between sessions so reviewers' work survives a restart); runs until Ctrl-C.
+review-server: | $(LS_OK) ## serve make review's queue in Label Studio on 127.0.0.1:LS_PORT (Ctrl-C stops it)
+	$(LS_PY) -m pipeline.label_studio serve --queue $(DATA_DIR)/labeling/review \
+	  --data-dir $(LS_DIR) --port $(LS_PORT)
+
+review-export: | $(LS_OK) ## download the running review server's annotations to EXPORT for make apply-review
+	$(LS_PY) -m pipeline.label_studio export --data-dir $(LS_DIR) --out "$(EXPORT)"
 
 # ---- 3. train ------------------------------------------------------------------------------
 SFT := $(DATA_DIR)/datasets/sft_student_mental.jsonl
