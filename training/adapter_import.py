@@ -58,6 +58,22 @@ def check_recorded(record: dict[str, Any], template: str, where: Path) -> None:
                            "on `make sft` of this checkout, or merge it with the checkout it came from")
 
 
+def check_replaceable(final: Path, found: Path) -> None:
+    """Refuse to replace a run's adapter that came from anywhere but `found`.
+
+    A trained adapter can be hours of GPU time; importing another one over it under the same
+    RUN must not delete it. Re-importing from the same source (a rerun) replaces it.
+    """
+    if not (final / "adapter_model.safetensors").is_file():
+        return
+    record_path = final / TRAIN_MANIFEST
+    record = json.loads(record_path.read_text("utf-8")) if record_path.is_file() else {}
+    if record.get("imported_from") != str(found.resolve()):
+        source = record.get("imported_from") or f"trained by {record.get('trainer', 'this run')}"
+        raise AdapterImportError(f"{final} already holds an adapter ({source}); import into another "
+                                 "run (RUN=<name>) or move that folder away yourself")
+
+
 def import_adapter(src: Path, run_dir: Path, template: str, trainer: str | None = None) -> Path:
     """Copy the adapter into `run_dir/adapter` with its provenance; return that folder."""
     get_template(template)  # unknown name -> InputError listing the known ones
@@ -71,6 +87,7 @@ def import_adapter(src: Path, run_dir: Path, template: str, trainer: str | None 
     if final.resolve() == found.resolve():
         raise AdapterImportError(f"{src} is already this run's adapter folder; `make merge` without "
                            "ADAPTER merges it")
+    check_replaceable(final, found)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in ADAPTER_FILES:

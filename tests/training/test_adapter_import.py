@@ -73,3 +73,17 @@ def test_a_half_split_sft_file_names_its_first_unsplit_row(tmp_path: Path) -> No
     (out / "half.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     with pytest.raises(SftError, match=r"half\.jsonl:3: no 'split' field"):
         list(iter_split(tmp_path, "train", "half.jsonl"))
+
+
+def test_an_import_never_replaces_another_adapter_of_the_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    ours = _adapter(run / "adapter", {"trainer": "psyedge", "template": "deepseek-r1"})
+    src = _adapter(tmp_path / "lf-out")
+    with pytest.raises(AdapterImportError, match="already holds an adapter"):
+        import_adapter(src, run, "deepseek-r1")
+    assert (ours / "adapter_model.safetensors").read_bytes() == b"weights"
+    other = tmp_path / "run2"
+    import_adapter(src, other, "deepseek-r1")
+    (src / "adapter_model.safetensors").write_bytes(b"retrained")
+    import_adapter(src, other, "deepseek-r1")  # the same source again: a rerun replaces it
+    assert (other / "adapter" / "adapter_model.safetensors").read_bytes() == b"retrained"
