@@ -5,7 +5,7 @@
 
 "A typical student dialogue" is taken from the real data, not written for the benchmark: the
 CPsyCounD dialogues that pass the student filter (`pipeline.student.select`), sorted by length,
-and the `k` nearest the median. Each is assessed once in a fresh child process
+and the `k` nearest the median. All `k` are assessed once each, in one fresh child process
 (`benchmarks.memory`): a second assessment of the same text would reuse the KV cache, which is
 not the latency a new conversation sees. The child's kernel-reported peak RSS covers import, load
 and all `k` assessments. Writes `footprint.json` and `footprint.md` under `--out`.
