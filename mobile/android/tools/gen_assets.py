@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder to write (default {DEFAULT_OUT})")
     ap.add_argument("--sources", type=Path, default=None,
-                    help="root for the generated C++/Kotlin sources (default: mobile/android, where they are committed)")
+                    help="root for the generated C++/Kotlin sources "
+                         "(default: mobile/android, where they are committed)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

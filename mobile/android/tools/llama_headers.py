@@ -86,7 +86,9 @@ def wanted(rel: str, source: bool) -> bool:
 
 
 def extract(sdist: Path, out: Path, source: bool = False) -> str:
-    """Write the headers (or, with `source`, the build tree) under `out`; return the commit ('' if unknown)."""
+    """Write the headers (or, with `source`, the build tree) under `out`.
+
+    Returns llama.cpp's commit ('' if unknown)."""
     commit = ""
     with tarfile.open(sdist, "r:gz") as tar:
         for member in tar.getmembers():
@@ -130,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     (args.out / "LLAMA_CPP_COMMIT").write_text(commit + "\n")
     stamp.write_text(args.version + "\n")
-    print(f"llama_headers: llama-cpp-python {args.version} (llama.cpp {commit[:12] or 'unknown'}) -> {args.out}",
-          file=sys.stderr)
+    print(f"llama_headers: llama-cpp-python {args.version} "
+          f"(llama.cpp {commit[:12] or 'unknown'}) -> {args.out}", file=sys.stderr)
     return 0
 
 
