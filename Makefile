@@ -428,28 +428,35 @@ $(PSYSUICIDE_HOLDOUT): $(PSYEDGE_DATA)/psysuicide/valid.json training/psysuicide
 # Makefile is read, before base-gemma has written it. REAL_PROFILE=gemma-a40 for a GPU node.
 REAL_PROFILE ?= gemma-cpu
 REAL_SUBMIT ?= $(if $(filter %-cpu,$(REAL_PROFILE)),local,slurm)
+# The type shipped for this model: Q4_K_M moves a fine-tuned Gemma 3 270M's answers (its Q4_K
+# attention-output and FFN-down weights; see training/README.md), Q8_0 keeps them for +37 MiB.
+REAL_QTYPE ?= Q8_0
+REAL_GGUF = $(MODELS_DIR)/$(REAL_PROFILE)/model-$(REAL_QTYPE).gguf
 .PHONY: demo-real
 demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out rows
 	$(MAKE) --no-print-directory base-gemma psysuicide-sft $(PSYSUICIDE_HOLDOUT)
 	$(MAKE) --no-print-directory quantize PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
-	  SUBMIT=$(REAL_SUBMIT)
-	$(MAKE) --no-print-directory bench-risk MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
+	  SUBMIT=$(REAL_SUBMIT) QTYPE=$(REAL_QTYPE)
+	$(MAKE) --no-print-directory bench-risk MODEL=$(REAL_GGUF) \
 	  RISK_DATA=$(PSYSUICIDE_HOLDOUT) BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-holdout
 	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
 	  SUBMIT=$(REAL_SUBMIT)
-	$(MAKE) --no-print-directory bench-footprint MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
+	$(MAKE) --no-print-directory bench-footprint MODEL=$(REAL_GGUF) \
 	  BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-footprint
 
 # Every hop of one run on the held-out rows: the base zero-shot, the merged checkpoint in PyTorch,
-# the f16 and Q4_K_M GGUFs through the SDK, and the Android engine's C++ core on the Q4_K_M file
-# (built by `make -C mobile/android host-driver`; without it that hop is reported absent).
+# the f16 GGUF and each of LADDER_QTYPES through the SDK, and the Android engine's C++ core on the
+# REAL_QTYPE file (built by `make -C mobile/android host-driver`; else that hop is reported absent).
 LADDER_DRIVER := mobile/android/build/arm/host/psyedge_driver
+LADDER_QTYPES ?= Q4_K_M Q8_0
 .PHONY: bench-ladder
 bench-ladder: $(PSYSUICIDE_HOLDOUT) $(GEMMA_GGUF) | $(VENV_OK) ## the quality ladder of RUN on the held-out rows
-	$(MAKE) --no-print-directory gguf quantize OUTTYPE=f16
+	$(MAKE) --no-print-directory gguf OUTTYPE=f16
+	$(foreach q,$(LADDER_QTYPES),$(MAKE) --no-print-directory quantize OUTTYPE=f16 QTYPE=$(q) &&) true
 	$(PY) -m benchmarks.ladder --data $(PSYSUICIDE_HOLDOUT) --out $(BENCH_DIR)/$(RUN)-ladder \
 	  --base-gguf $(GEMMA_GGUF) --merged $(RUN_DIR)/merged --f16 $(RUN_DIR)/model-f16.gguf \
-	  --q4 $(RUN_DIR)/model-$(QTYPE).gguf --driver $(LADDER_DRIVER) --template raw
+	  $(foreach q,$(LADDER_QTYPES),--quant $(q)=$(RUN_DIR)/model-$(q).gguf) \
+	  --driver $(LADDER_DRIVER) --android-quant $(REAL_QTYPE) --template raw
 
 # File size, peak RSS and p50 assess latency (2 threads) on the CPsyCounD student dialogues
 # nearest the median length: what an app team needs to know of one GGUF.

@@ -3,13 +3,15 @@
     python -m benchmarks.ladder --data data/datasets/psysuicide_holdout_rows.json \
         --out reports/bench/ladder --base-gguf models/gemma-3-270m/gemma-3-270m-Q4_K_M.gguf \
         --merged models/gemma-cpu/merged --f16 models/gemma-cpu/model-f16.gguf \
-        --q4 models/gemma-cpu/model-Q4_K_M.gguf [--driver mobile/android/build/arm/host/psyedge_driver]
+        --quant Q4_K_M=models/gemma-cpu/model-Q4_K_M.gguf --quant Q8_0=models/gemma-cpu/model-Q8_0.gguf \
+        [--driver mobile/android/build/arm/host/psyedge_driver --android-quant Q8_0]
 
 Hops, in chain order: the untrained base zero-shot (the release GGUF, same prompt and plan), the
 merged checkpoint in PyTorch (`training.plan_torch`: the Screener's plan, each field's allowed
-values scored), the f16 and Q4_K_M GGUFs through the SDK Screener, and the Android engine's C++
-core (`psyedge_driver`, the code the JNI bridge runs) on the Q4_K_M file. A hop whose input is not
-given is reported absent, with the reason.
+values scored), the f16 GGUF and each `--quant` file through the SDK Screener, and the Android
+engine's C++ core (`psyedge_driver`, the code the JNI bridge runs) on the `--android-quant` file
+(the first `--quant` by default), compared with the SDK on that same file. A hop whose input is
+not given is reported absent, with the reason.
 
 Per hop, on the non-synthetic and the synthetic rows apart: risk precision/recall/F1 per class with
 and without the SDK lexicon (the Screener's safety net: the more severe flag wins); suicidal recall
@@ -59,6 +61,8 @@ class Hop:
     name: str
     source: Path
     scorer: Scorer
+    previous: str | None = None  # the hop to agree with, when not the one before it
+    also_reads: tuple[Path, ...] = ()  # more inputs of the answers (the driver's GGUF)
 
 
 def conversation(row: RiskRow) -> list[dict[str, str]]:
@@ -144,13 +148,13 @@ def schema_labels(texts: dict[str, str]) -> dict[str, Any]:
 
 
 # ---- cache -----------------------------------------------------------------------------------
-def _fingerprint(source: Path, rows: Sequence[RiskRow]) -> str:
-    """The model's sha256 (a folder: its weights') with the rows' texts: what the answers depend on."""
+def _fingerprint(sources: Sequence[Path], rows: Sequence[RiskRow]) -> str:
+    """The inputs' sha256 (a folder: its weights') with the rows' texts: what the answers depend on."""
     import hashlib
 
     from pipeline.io import file_sha256
 
-    files = sorted(source.glob("*.safetensors")) if source.is_dir() else [source]
+    files = [f for s in sources for f in (sorted(s.glob("*.safetensors")) if s.is_dir() else [s])]
     h = hashlib.sha256("".join(file_sha256(f) for f in files).encode())
     for r in rows:
         h.update(r.text.encode("utf-8"))
@@ -161,7 +165,7 @@ def answers_of(hop: Hop, rows: Sequence[RiskRow], cache_dir: Path) -> list[Answe
     """The hop's answers, from its cache file when the model and rows are unchanged."""
     from pipeline.io import write_jsonl
 
-    key = _fingerprint(hop.source, rows)
+    key = _fingerprint([hop.source, *hop.also_reads], rows)
     path = cache_dir / f"{hop.name}.jsonl"
     if path.is_file():
         cached = [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
@@ -239,7 +243,10 @@ def run(data: Path, out: Path, hops: Sequence[Hop], absent: dict[str, str]) -> d
                                         ["none"] * len(idx))["model"] for s, idx in subsets.items()}
     previous: list[Answer] | None = None
     reference: list[Answer] | None = None  # the fine-tuned model in PyTorch, once scored
+    scored: dict[str, list[Answer]] = {}
     for hop in hops:
+        if hop.previous is not None:
+            previous = scored[hop.previous]
         answers = answers_of(hop, rows, out / "hops")
         block: dict[str, Any] = {"source": str(hop.source)}
         for s, idx in subsets.items():
@@ -254,7 +261,7 @@ def run(data: Path, out: Path, hops: Sequence[Hop], absent: dict[str, str]) -> d
         if hop.name == REFERENCE_HOP:
             reference = answers
         report["hops"][hop.name] = block
-        previous = answers
+        previous = scored[hop.name] = answers
     report["meta"] = {"data": str(data), "rows": len(rows),
                       "non_synthetic": len(subsets["non_synthetic"]),
                       "synthetic": len(subsets["synthetic"]),
@@ -351,13 +358,32 @@ def build_hops(args: argparse.Namespace) -> tuple[list[Hop], dict[str, str]]:
     want("base zero-shot", args.base_gguf, lambda p: screener_scorer(p, args.template, args.threads))
     want(REFERENCE_HOP, args.merged, lambda p: torch_scorer(p, args.template))
     want("f16 GGUF", args.f16, lambda p: screener_scorer(p, args.template, args.threads))
-    want("Q4_K_M GGUF", args.q4, lambda p: screener_scorer(p, args.template, args.threads))
-    if args.driver is not None and args.q4 is not None:
-        want("Android engine", args.driver,
-             lambda p: driver_scorer(p, args.q4, args.template, args.threads))
+    quants = dict(parse_quant(q) for q in args.quant)
+    for qtype, path in quants.items():
+        want(f"{qtype} GGUF", path, lambda p: screener_scorer(p, args.template, args.threads))
+        if hops and hops[-1].name == f"{qtype} GGUF" and args.f16 is not None and args.f16.exists():
+            # Each quant type is made from the f16 file: compare with it, not with another type.
+            hops[-1] = Hop(hops[-1].name, hops[-1].source, hops[-1].scorer, previous="f16 GGUF")
+    ship = args.android_quant or next(iter(quants), None)
+    if args.driver is None or ship is None:
+        absent["Android engine"] = "no --driver (or no --quant) given"
+    elif f"{ship} GGUF" not in {h.name for h in hops}:
+        absent["Android engine"] = f"--android-quant {ship}: no such --quant hop"
     else:
-        absent["Android engine"] = "no --driver (or no --q4) given"
+        want("Android engine", args.driver,
+             lambda p: driver_scorer(p, quants[ship], args.template, args.threads))
+        if hops[-1].name == "Android engine":
+            hops[-1] = Hop(hops[-1].name, hops[-1].source, hops[-1].scorer, previous=f"{ship} GGUF",
+                           also_reads=(quants[ship],))
     return hops, absent
+
+
+def parse_quant(spec: str) -> tuple[str, Path]:
+    """`TYPE=PATH` (e.g. `Q8_0=models/gemma-cpu/model-Q8_0.gguf`) -> (TYPE, PATH)."""
+    qtype, sep, path = spec.partition("=")
+    if not sep or not qtype or not path:
+        raise SystemExit(f"--quant {spec!r}: expected TYPE=PATH, e.g. Q8_0=models/run/model-Q8_0.gguf")
+    return qtype, Path(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,8 +394,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--base-gguf", type=Path, help="the untrained base as a GGUF")
     ap.add_argument("--merged", type=Path, help="the merged fine-tuned checkpoint folder")
     ap.add_argument("--f16", type=Path)
-    ap.add_argument("--q4", type=Path)
+    ap.add_argument("--quant", action="append", default=[], metavar="TYPE=PATH",
+                    help="a quantized GGUF of the merged model (repeatable)")
     ap.add_argument("--driver", type=Path, help="psyedge_driver built for this machine")
+    ap.add_argument("--android-quant", metavar="TYPE",
+                    help="the --quant file the Android hop runs (default: the first)")
     ap.add_argument("--template", default="raw", help="chat template of the model (default raw)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)

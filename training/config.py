@@ -45,6 +45,8 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target: str = "all-linear"     # every Linear except lm_head
+    lora_layers: int = 0                # adapt the last N decoder layers only (0 = all): the
+                                        # backward pass then stops at the lowest adapted layer
     # optimisation
     per_device_batch_size: int = 8
     eval_batch_size: int = 8
@@ -84,6 +86,8 @@ class TrainConfig:
         if self.save_steps % self.eval_steps and self.eval_steps % self.save_steps:
             problems.append(f"save_steps {self.save_steps} and eval_steps {self.eval_steps} should divide "
                             "one another")
+        if self.lora_layers < 0:
+            problems.append(f"lora_layers must be >= 0 (0 = every layer), got {self.lora_layers}")
         if not 0.0 <= self.prior_value_dropout < 1.0:
             problems.append(f"prior_value_dropout must be in [0, 1), got {self.prior_value_dropout}")
         if self.risk_loss_weight < 1.0:

@@ -10,7 +10,8 @@ included; with `answer_only_logits` the output layer runs at the answer's positi
 the base in 4-bit NF4 with double quantisation (unquantised where `quant_4bit` is off),
 computing in the dtype `training.precision` picks for this hardware (bf16 on CUDA and on CPUs
 that run it natively, float32 elsewhere), trains LoRA adapters on every linear
-layer with the Hugging Face Trainer, and writes under `--out`:
+layer (of the last `lora_layers` decoder layers where set) with the Hugging Face Trainer, and
+writes under `--out`:
 
     adapter/                 adapter_model.safetensors, adapter_config.json, psyedge_train.json
     checkpoints/checkpoint-N resumable state (a restart continues from the last one)
@@ -158,9 +159,34 @@ def load_model(job: Job, precision: Precision):  # -> peft.PeftModel
         for name, param in model.named_parameters():
             if param.ndim == 1 and "norm" in name:
                 param.data = param.data.float()
+    targets, layers = lora_scope(model, cfg.lora_target, cfg.lora_layers)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target, bias="none", task_type="CAUSAL_LM")
+                      target_modules=targets, layers_to_transform=layers, bias="none",
+                      task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
+
+
+def lora_scope(model: Any, target: str, last_layers: int) -> tuple[Any, list[int] | None]:
+    """PEFT's target_modules and layers_to_transform for LoRA on the last `last_layers` layers.
+
+    With every layer adapted the target passes through unchanged ("all-linear" included). With
+    a subset, PEFT needs the module names spelled out, so "all-linear" becomes the names of the
+    Linear layers inside the decoder layers (lm_head is outside them, as with "all-linear").
+    """
+    import torch
+
+    if not last_layers:
+        return target, None
+    total = model.config.num_hidden_layers
+    if last_layers > total:
+        raise TrainError(f"lora_layers={last_layers}, but the base has {total} decoder layers")
+    names: Any = target
+    if target == "all-linear":
+        names = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                        if isinstance(mod, torch.nn.Linear) and ".layers." in name})
+    elif isinstance(target, str):
+        names = [part.strip() for part in target.split(",")]
+    return names, list(range(total - last_layers, total))
 
 
 def _stop_callback(flag: Path):

@@ -36,3 +36,66 @@ def test_a_converted_hop_is_compared_with_the_pytorch_model(tmp_path: Path) -> N
     text = (tmp_path / "out" / "ladder.md").read_text("utf-8")
     assert f"Q4_K_M GGUF vs {REFERENCE_HOP}: depression 1.000, anxiety 1.000, risk 0.750" in text
     assert "suicidal recall (model) -0.500" in text
+
+
+def test_the_android_hop_agrees_with_the_sdk_on_its_own_file(tmp_path: Path) -> None:
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([{"idx": i, "text": t, "labels": [c], "data_source": "social_media"}
+                                for i, (t, c) in enumerate(ROWS)], ensure_ascii=False), "utf-8")
+    for name in ("torch", "q8", "q4", "driver"):
+        (tmp_path / name).write_text(name)
+    q8 = _answers(["suicidal", "none", "suicidal", "none"])
+    hops = [Hop(REFERENCE_HOP, tmp_path / "torch", q8), Hop("Q8_0 GGUF", tmp_path / "q8", q8),
+            Hop("Q4_K_M GGUF", tmp_path / "q4", _answers(["none"] * 4)),
+            Hop("Android engine", tmp_path / "driver", q8, previous="Q8_0 GGUF")]
+    report = run(data, tmp_path / "out", hops, {})
+    android = report["hops"]["Android engine"]
+    # Equal to the Q8_0 file it ran, although the Q4_K_M hop came just before it.
+    assert android["agreement_with_previous"]["risk_flag"] == 1.0
+    assert report["hops"]["Q4_K_M GGUF"]["agreement_with_previous"]["risk_flag"] == 0.5
+
+
+def test_quant_hops_come_from_type_path_pairs(tmp_path: Path) -> None:
+    import argparse
+
+    import pytest
+
+    from benchmarks.ladder import build_hops, parse_quant
+
+    for name in ("q4.gguf", "q8.gguf", "driver"):
+        (tmp_path / name).write_text(name)
+    args = argparse.Namespace(base_gguf=None, merged=None, f16=None, template="raw", threads=2,
+                              quant=[f"Q4_K_M={tmp_path / 'q4.gguf'}", f"Q8_0={tmp_path / 'q8.gguf'}"],
+                              driver=tmp_path / "driver", android_quant="Q8_0")
+    hops, absent = build_hops(args)
+    assert [h.name for h in hops] == ["Q4_K_M GGUF", "Q8_0 GGUF", "Android engine"]
+    assert hops[-1].previous == "Q8_0 GGUF" and "base zero-shot" in absent
+    # The driver's answers depend on the file it runs: a cache keyed on the driver alone would
+    # serve one quant type's answers for another's.
+    assert hops[-1].also_reads == (tmp_path / "q8.gguf",)
+    args.android_quant = "Q5_K_M"
+    assert "no such --quant hop" in build_hops(args)[1]["Android engine"]
+    with pytest.raises(SystemExit, match="expected TYPE=PATH"):
+        parse_quant("models/x.gguf")
+
+
+def test_a_hop_is_rescored_when_any_input_changes(tmp_path: Path) -> None:
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([{"idx": i, "text": t, "labels": [c], "data_source": "social_media"}
+                                for i, (t, c) in enumerate(ROWS)], ensure_ascii=False), "utf-8")
+    (tmp_path / "driver").write_text("driver")
+    gguf = tmp_path / "model.gguf"
+    gguf.write_text("one")
+    calls = []
+
+    def scorer(rows):
+        calls.append(len(rows))
+        return _answers(["none"] * 4)(rows)
+
+    hop = Hop("Android engine", tmp_path / "driver", scorer, also_reads=(gguf,))
+    run(data, tmp_path / "out", [hop], {})
+    run(data, tmp_path / "out", [hop], {})
+    assert calls == [4]  # the second run reused the cache
+    gguf.write_text("two")
+    run(data, tmp_path / "out", [hop], {})
+    assert calls == [4, 4]

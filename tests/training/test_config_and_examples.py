@@ -12,7 +12,7 @@ import pytest
 from psyedge.contract import canonical_json
 from psyedge.prompt import INSTRUCTION, get_template, render, transcript
 from training import train
-from training.config import ConfigError, load_config, profile_path
+from training.config import ConfigError, TrainConfig, load_config, profile_path
 from training.examples import IGNORE_INDEX, PadCollator, TemplateMismatch, encode_records, wants_bos
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +43,22 @@ def test_gemma_profiles_train_the_answer_only_on_psysuicide(profile: str) -> Non
     assert not cfg.quant_4bit and cfg.dtype == "auto" and cfg.lora_target == "all-linear"
     assert not load_config(profile_path("a40")).answer_only_logits
     assert load_config(profile_path("a40")).sft_file == "sft_student_mental.jsonl"
+
+
+def test_lora_scope_names_the_linears_of_the_last_layers(tiny_base: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    total = model.config.num_hidden_layers
+    assert train.lora_scope(model, "all-linear", 0) == ("all-linear", None)
+    names, layers = train.lora_scope(model, "all-linear", 1)
+    assert layers == [total - 1]
+    assert set(names) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert train.lora_scope(model, "q_proj, v_proj", 1) == (["q_proj", "v_proj"], [total - 1])
+    with pytest.raises(train.TrainError, match=f"lora_layers={total + 1}.*{total} decoder layers"):
+        train.lora_scope(model, "all-linear", total + 1)
+    with pytest.raises(ConfigError, match="lora_layers must be >= 0"):
+        TrainConfig(lora_layers=-1)
 
 
 def test_unknown_and_mistyped_keys_are_errors(tmp_path: Path) -> None:

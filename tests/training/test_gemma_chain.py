@@ -17,7 +17,7 @@ import yaml
 from pipeline.io import write_jsonl
 from psyedge.contract import validate
 from training import merge, psysuicide_sft, train
-from training.config import profile_path
+from training.config import load_config, profile_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
@@ -71,6 +71,19 @@ def test_training_used_the_answer_only_path_on_psysuicide(chain: dict) -> None:
     manifest = json.loads((chain["out"] / "adapter" / train.TRAIN_MANIFEST).read_text("utf-8"))
     assert manifest["template"] == "raw" and manifest["profile"] == "gemma-cpu"
     assert not {r["idx"] for r in chain["picked"]} & chain["held"]
+
+
+def test_lora_adapts_only_the_profiles_last_layers(chain: dict) -> None:
+    from safetensors import safe_open
+
+    layers = load_config(profile_path("gemma-cpu")).lora_layers
+    adapter = chain["out"] / "adapter"
+    adapter_cfg = json.loads((adapter / "adapter_config.json").read_text("utf-8"))
+    assert adapter_cfg["layers_to_transform"] == list(range(18 - layers, 18))
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert {int(k.split(".layers.")[1].split(".")[0]) for k in keys} == set(range(18 - layers, 18))
+    assert len(keys) == layers * 7 * 2  # q, k, v, o, gate, up, down of each, A and B
 
 
 def test_merged_base_stays_float32(chain: dict) -> None:
