@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.layout import Layout
 from pipeline.providers.base import Usage
 from pipeline.providers.config import LabelConfig
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from pipeline.io import read_jsonl
 
-    shards = sorted((args.data_dir / "labeling").glob("input_part_*.jsonl"))
+    shards = Layout(args.data_dir).shards()
     if not shards:
         print(f"error: no shards under {args.data_dir / 'labeling'}: run `make data` first", file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ from typing import Any
 
 from pipeline.cost import CostReport, estimate_tokens
 from pipeline.io import atomic_write_json, write_jsonl
+from pipeline.layout import SHARD_NAME, Layout
 from pipeline.providers.base import (
     FatalError,
     Provider,
@@ -102,7 +103,7 @@ def find_shards(labeling_dir: Path, shard: str | None) -> list[Path]:
     if shard is not None:
         if not shard.isdigit():
             raise UsageError(f"--shard must be a number like 0007, got {shard!r}")
-        want = f"input_part_{int(shard):04d}.jsonl"
+        want = SHARD_NAME.format(int(shard))
         shards = [p for p in shards if p.name == want]
         if not shards:
             raise UsageError(f"--shard {shard}: {labeling_dir / want} does not exist")
@@ -481,8 +482,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {k: v for k, v in (("concurrency", args.concurrency), ("rpm", args.rpm)) if v is not None}
-    labeling_dir = args.data_dir / "labeling"
-    results_dir = args.results_dir or labeling_dir / "results"
+    labeling_dir = Layout(args.data_dir).labeling
+    results_dir = args.results_dir or Layout(args.data_dir).results()
     secrets: list[str] = []
     handlers: list[logging.Handler] = []
     try:

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from psyedge.contract import FIELDS, LABEL_SCHEMA, Labels, canonical_json
+from psyedge.contract import FIELDS, LABEL_SCHEMA, Labels
 from psyedge.errors import LabelError
 
 #: A chat message: ("user" | "model", text). Providers map "model" to their own role name.
@@ -140,11 +140,6 @@ def reask_messages(prompt: str, history: list[tuple[str, str]]) -> list[Message]
         messages.append(("model", bad_text or "(空)"))
         messages.append(("user", reask_text(error)))
     return messages
-
-
-def canonical_reply(labels: dict[str, Any]) -> str:
-    """Canonical JSON of valid labels (what offline providers answer)."""
-    return canonical_json(labels)
 
 
 # ---- schemas the services accept --------------------------------------------------------------

@@ -19,16 +19,15 @@ import hashlib
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from pipeline.io import dumps_line, write_jsonl
+from pipeline.layout import SHARD_RE
 
 log = logging.getLogger(__name__)
 
-SHARD_RE = re.compile(r"^input_part_(\d{4})\.jsonl$")
 LABEL_FIELDS_ROW = ("depression_level", "anxiety_level", "risk_flag", "student_distress_score")
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.providers.base import Message, Provider, Reply, Usage, canonical_reply
+from pipeline.providers.base import Message, Provider, Reply, Usage
+from psyedge.contract import canonical_json
 
 #: Depression cues (low mood, anhedonia, hopelessness, guilt, fatigue), as students write them.
 DEPRESSION_CUES: tuple[str, ...] = (
@@ -72,4 +73,4 @@ class RulesProvider(Provider):
 
     async def generate(self, messages: list[Message], conversation: list[dict[str, Any]]) -> Reply:
         """Canonical JSON of the rule labels, finish reason STOP, no tokens billed."""
-        return Reply(canonical_reply(rule_labels(conversation)), "STOP", Usage())
+        return Reply(canonical_json(rule_labels(conversation)), "STOP", Usage())

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from label_builders import conversation, read_jsonl, write_config, write_shards
 
 from pipeline import label
 from pipeline.cost import (
@@ -24,6 +23,7 @@ from pipeline.providers.journal import read_rows
 from pipeline.providers.rules import rule_labels
 from pipeline.ratelimit import RateLimiter
 from psyedge.contract import FIELDS, validate
+from testkit.label_builders import conversation, read_jsonl, write_config, write_shards
 
 CONFIG = Path(__file__).resolve().parents[2] / "pipeline" / "label_config.yaml"
 

@@ -132,8 +132,7 @@ def build_models(out: Path, wanted: list[str]) -> dict[str, dict[str, Any]]:
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
     if any(w.startswith("tiny") for w in wanted):
-        sys.path.insert(0, str(REPO / "sdk" / "python" / "tests"))
-        import gguf_factory  # the SDK's test model writer: a real llama-architecture GGUF
+        from testkit import gguf_factory  # the SDK's test model writer: a real llama-architecture GGUF
 
         # Models are cached across runs, keyed by the writer's source: a changed factory rebuilds them.
         key = hashlib.sha256(Path(gguf_factory.__file__).read_bytes()).hexdigest()[:10]
