@@ -318,10 +318,11 @@ def measure_model(model: Path, template: str | None, threads: int, rounds: int,
                   measures: Sequence[str] = MEASURES) -> dict[str, dict[str, Any]]:
     """Every measure at every prompt size on one GGUF; returns case name -> record."""
     out = {}
-    for size in sizes:
+    for i, size in enumerate(sizes):
         case = Case.open(f"model-{size}tok", model, template, size, rounds, threads)
         try:
-            for what in measures:
+            # The peers generate every answer token by token (seconds each): the first size only.
+            for what in (m for m in measures if i == 0 or not m.startswith("peers")):
                 measure(case, what)
         finally:
             case.close()
