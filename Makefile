@@ -15,8 +15,8 @@ MAKEFLAGS += --no-builtin-rules
 # win over the environment and the defaults below. A VAR=value on the command line still wins.
 PSYEDGE_CONFIG ?= config.mk
 -include $(PSYEDGE_CONFIG)
-CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_CONFIG \
-  PROFILE SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
+CONFIG_VARS := PSYQA CPSYCOUND CPSYCOUNE STRICT PROVIDER MODEL LABEL_MODE FALLBACK LABEL_CONFIG \
+  PROFILE TRAINER SUBMIT SBATCH_ARGS RUN BASE_MODEL TEMPLATE OUTTYPE QTYPE IMATRIX BENCH_MODE \
   DATA_DIR MODELS_DIR REPORTS_DIR
 
 # A PROVIDER or PROFILE on the command line that differs from the configured one brings its own
@@ -54,12 +54,23 @@ PROVIDER ?= rules
 MODEL    ?=
 SHARD    ?=
 LABEL_CONFIG ?= pipeline/label_config.yaml
+# A second teacher for the samples the first one refuses (blocked): rules | PROVIDER[:MODEL].
+# Empty: refused samples wait for review (make review lists them first) and `make sft` stops
+# if a risk class the lexicon finds is left without labels (ALLOW_MISSING_RISK=1 overrides).
+FALLBACK ?=
+# labels | evidence (the teacher also quotes the student's words that support its labels: in
+# dataset.jsonl and the review queue, never in the SFT set). Empty: label_config.yaml's choice.
+LABEL_MODE ?=
+ALLOW_MISSING_RISK ?=
 
 # Training: PROFILE=tiny builds a tiny base model here; a40 is the real run on SLURM.
 PROFILE    ?= tiny
 SUBMIT     ?= $(if $(filter tiny,$(PROFILE)),local,slurm)
 SBATCH_ARGS ?=
-RUN        ?= $(PROFILE)
+# TRAINER=llamafactory trains with LLaMA-Factory in LF_VENV (`make lf-venv`); native is ours.
+# Each trainer has its own run folder by default, so switching never mixes their files.
+TRAINER    ?= native
+RUN        ?= $(PROFILE)$(if $(filter llamafactory,$(TRAINER)),-lf)
 RUN_DIR    := $(MODELS_DIR)/$(RUN)
 BASE_MODEL ?= $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base,)
 TEMPLATE   ?= deepseek-r1
@@ -75,6 +86,18 @@ export CMAKE_ARGS
 # The CPU build of torch that lies on these machines (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
+# Tools with their own virtual environments (their pins differ from ours and from each other).
+LF_VENV  ?= .venv-lf
+LF_SPEC  ?= llamafactory==0.9.5
+LS_VENV  ?= .venv-ls
+# The review server listens on 127.0.0.1 only; LS_PORT picks the port, EXPORT the export's file.
+LS_PORT  ?= 8080
+LS_DIR   := $(DATA_DIR)/label_studio
+EXPORT   ?= $(DATA_DIR)/labeling/review/label_studio_export.json
+# `make merge ADAPTER=<dir>` merges a PEFT adapter trained elsewhere (LLaMA-Factory's output
+# folder, Unsloth, a colleague's run) instead of this run's own.
+ADAPTER  ?=
+
 STAMP := $(PY) -m pipeline.stamp
 GUARD := $(PY) -m pipeline.guard $(if $(REBUILD),--rebuild,)
 
@@ -89,6 +112,10 @@ using = @echo '[$1] $(foreach v,$2,$v=$($v) ($(call origin_of,$v)))$(if $3, $3)'
 
 # ---- bad variables fail at once, saying what to set ----------------------------------------
 PROVIDERS := rules gemini gemini-batch openai
+TRAINERS := native llamafactory
+ifeq ($(filter $(TRAINER),$(TRAINERS)),)
+$(error TRAINER=$(TRAINER) is not a trainer: set TRAINER to one of $(TRAINERS))
+endif
 ifeq ($(filter $(PROVIDER),$(PROVIDERS)),)
 $(error PROVIDER=$(PROVIDER) is not a labeling provider: set PROVIDER to one of $(PROVIDERS))
 endif
@@ -123,7 +150,7 @@ endif
 # Code each stage depends on (a change reruns that stage and what follows).
 CONTRACT_SRC := $(wildcard sdk/python/psyedge/contract.py sdk/python/psyedge/prompt.py sdk/python/psyedge/data/labels.schema.json)
 DATA_SRC  := $(wildcard pipeline/clean.py pipeline/pii.py pipeline/student.py pipeline/parsers/*.py) $(CONTRACT_SRC)
-LABEL_SRC := $(wildcard pipeline/label.py pipeline/review.py pipeline/ratelimit.py pipeline/cost.py pipeline/providers/*.py sdk/python/psyedge/lexicon.py sdk/python/psyedge/data/risk_lexicon.json) $(CONTRACT_SRC)
+LABEL_SRC := $(wildcard pipeline/label.py pipeline/review.py pipeline/ratelimit.py pipeline/cost.py pipeline/labeling/*.py pipeline/labeling/providers/*.py sdk/python/psyedge/lexicon.py sdk/python/psyedge/data/risk_lexicon.json) $(CONTRACT_SRC)
 
 # ---- environment ---------------------------------------------------------------------------
 VENV_OK := $(VENV)/.installed
@@ -137,6 +164,34 @@ $(VENV_OK): pyproject.toml sdk/python/pyproject.toml
 
 .PHONY: venv
 venv: $(VENV_OK) ## create .venv and install the SDK and toolkit from this repo
+
+# LLaMA-Factory's venv: the CPU torch first, LF's requirements (training/llamafactory/
+# requirements.txt says what differs from LF's own list and why), LF without its torchvision
+# pin, our SDK for training.lf_parity. torchaudio's PyPI extensions link CUDA libraries that a CPU
+# torch lacks; without them torchaudio imports its Python part (LF decodes no audio here).
+LF_PY := $(LF_VENV)/bin/python
+LF_OK := $(LF_VENV)/.installed
+$(LF_OK): training/llamafactory/requirements.txt sdk/python/pyproject.toml
+	@test -x $(LF_PY) || $(PYTHON_BOOT) -m venv $(LF_VENV)
+	$(LF_PY) -m pip install -q -U pip wheel setuptools
+	$(LF_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(LF_PY) -m pip install -q -r training/llamafactory/requirements.txt
+	$(LF_PY) -m pip install -q --no-deps "$(LF_SPEC)" -e sdk/python
+	rm -rf "$$($(LF_PY) -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("torchaudio").origin).parent / "lib")')"
+	$(LF_PY) -c 'import llamafactory.data, psyedge.prompt' && touch $@
+
+# Label Studio's venv (pipeline/label_studio_requirements.txt): the review server and its SDK.
+LS_PY := $(LS_VENV)/bin/python
+LS_OK := $(LS_VENV)/.installed
+$(LS_OK): pipeline/label_studio_requirements.txt
+	@test -x $(LS_PY) || $(PYTHON_BOOT) -m venv $(LS_VENV)
+	$(LS_PY) -m pip install -q -U pip
+	$(LS_PY) -m pip install -q -r pipeline/label_studio_requirements.txt
+	$(LS_PY) -c 'import label_studio, label_studio_sdk' && touch $@
+
+.PHONY: lf-venv ls-venv
+lf-venv: $(LF_OK) ## LLaMA-Factory in its own venv (.venv-lf) for make train TRAINER=llamafactory
+ls-venv: $(LS_OK) ## Label Studio + label-studio-sdk in their own venv (.venv-ls) for make review-server
 
 # ---- configure -----------------------------------------------------------------------------
 # Variables given on this command line, for `make configure` to remember.
@@ -161,7 +216,7 @@ config: ## show every setting, its value and where it came from
 # folder under labeling/results/, named by pipeline.teacher; make reads the name from a small
 # include built once per provider/model (and again when the config or the contract changes).
 RESULTS_ROOT := $(DATA_DIR)/labeling/results
-TEACHER_MK := $(DATA_DIR)/.make/teacher-$(PROVIDER)-$(or $(subst /,_,$(MODEL)),default).mk
+TEACHER_MK := $(DATA_DIR)/.make/teacher-$(PROVIDER)-$(or $(subst /,_,$(MODEL)),default)$(if $(LABEL_MODE),-$(LABEL_MODE),).mk
 TEACHER_GOALS := label review apply-review sft train merge gguf quantize assess bench bench-gemma
 ifneq ($(filter $(TEACHER_GOALS),$(or $(MAKECMDGOALS),help)),)
 include $(TEACHER_MK)
@@ -170,7 +225,7 @@ else ifneq ($(filter config,$(MAKECMDGOALS)),)
 endif
 $(TEACHER_MK): $(LABEL_CONFIG) $(CONTRACT_SRC) pipeline/teacher.py | $(VENV_OK)
 	@$(PY) -m pipeline.teacher --provider "$(PROVIDER)" --model "$(MODEL)" \
-	  --config "$(LABEL_CONFIG)" --mk $@
+	  --mode "$(LABEL_MODE)" --config "$(LABEL_CONFIG)" --mk $@
 TEACHER_DIR = $(RESULTS_ROOT)/$(TEACHER_KEY)
 
 # ---- 1. data -------------------------------------------------------------------------------
@@ -206,18 +261,19 @@ LABELS = $(TEACHER_DIR)/dataset.jsonl
 LABELS_OK = $(TEACHER_DIR)/.complete
 
 $(TEACHER_DIR)/.request: FORCE | $(VENV_OK)
-	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD)"
+	@$(STAMP) $@ "$(LABEL_CONFIG)" --text "$(SHARD) fallback=$(FALLBACK)"
 
 $(LABELS) $(LABELS_OK) &: $(UNIFIED_MIN) $(TEACHER_DIR)/.request $(LABEL_SRC) | $(VENV_OK)
-	$(call using,label,PROVIDER MODEL LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
+	$(call using,label,PROVIDER MODEL LABEL_MODE FALLBACK LABEL_CONFIG SHARD,-> $(TEACHER_DIR))
 	@$(GUARD) label --results-root $(RESULTS_ROOT) --teacher $(TEACHER_KEY)
 	$(PY) -m pipeline.label --provider "$(PROVIDER)" $(if $(MODEL),--model "$(MODEL)",) \
 	  --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) --config "$(LABEL_CONFIG)" \
-	  $(if $(SHARD),--shard "$(SHARD)",)
+	  $(if $(SHARD),--shard "$(SHARD)",) $(if $(FALLBACK),--fallback "$(FALLBACK)",) \
+	  $(if $(LABEL_MODE),--mode "$(LABEL_MODE)",)
 	@touch $(LABELS_OK)
 
-.PHONY: label review apply-review
-label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai)
+.PHONY: label review apply-review review-server review-export
+label: $(LABELS_OK) ## label with the configured teacher (PROVIDER=rules|gemini|gemini-batch|openai, FALLBACK=rules)
 
 review: $(LABELS_OK) | $(VENV_OK) ## write the human review queue (JSONL + Label Studio import)
 	$(PY) -m pipeline.review queue --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR)
@@ -227,20 +283,30 @@ apply-review: | $(VENV_OK) ## merge human corrections: make apply-review REVIEWE
 	$(PY) -m pipeline.review apply --data-dir $(DATA_DIR) --results-dir $(TEACHER_DIR) \
 	  --reviewed "$(REVIEWED)"
 
+# The review queue in a local Label Studio (its SQLite database, uploads and API token under
+# LS_DIR, kept between sessions so reviewers' work survives a restart); runs until Ctrl-C.
+review-server: | $(LS_OK) ## serve make review's queue in Label Studio on 127.0.0.1:LS_PORT (Ctrl-C stops it)
+	$(LS_PY) -m pipeline.label_studio serve --queue $(DATA_DIR)/labeling/review \
+	  --data-dir $(LS_DIR) --port $(LS_PORT)
+
+review-export: | $(LS_OK) ## download the running review server's annotations to EXPORT for make apply-review
+	$(LS_PY) -m pipeline.label_studio export --data-dir $(LS_DIR) --out "$(EXPORT)"
+
 # ---- 3. train ------------------------------------------------------------------------------
 SFT := $(DATA_DIR)/datasets/sft_student_mental.jsonl
-ADAPTER := $(RUN_DIR)/adapter/adapter_model.safetensors
+ADAPTER_FILE := $(RUN_DIR)/adapter/adapter_model.safetensors
 MERGED := $(RUN_DIR)/merged/model.safetensors
 
 # Which teacher and template the SFT set is built from: switching either rebuilds it.
 $(DATA_DIR)/datasets/.teacher: FORCE | $(VENV_OK)
-	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE)"
+	@$(STAMP) $@ --text "$(TEACHER_KEY) $(TEMPLATE) allow-missing-risk=$(ALLOW_MISSING_RISK)"
 
 SFT_DEPS = $(LABELS_OK) $(LABELS) $(DATA_DIR)/datasets/.teacher $(UNIFIED_MIN) \
   $(wildcard training/sft.py) $(CONTRACT_SRC)
 $(SFT): $(SFT_DEPS) | $(VENV_OK)
-	$(call using,sft,PROVIDER MODEL TEMPLATE,labels of teacher $(TEACHER_KEY))
-	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE)
+	$(call using,sft,PROVIDER MODEL FALLBACK TEMPLATE,labels of teacher $(TEACHER_KEY))
+	$(PY) -m training.sft --data-dir $(DATA_DIR) --labels $(LABELS) --template $(TEMPLATE) \
+	  $(if $(ALLOW_MISSING_RISK),--allow-missing-risk,)
 
 $(MODELS_DIR)/tiny-base/config.json: $(wildcard training/tiny*.py) | $(VENV_OK)
 	$(PY) -m training.tiny --out $(MODELS_DIR)/tiny-base
@@ -253,26 +319,37 @@ TRAIN_SFT := $(DATA_DIR)/datasets/$(or $(shell sed -n 's/^sft_file: *\([^ #]*\).
     training/configs/$(PROFILE).yaml 2>/dev/null),sft_student_mental.jsonl)
 TRAIN_DEPS := $(TRAIN_SFT) training/configs/$(PROFILE).yaml $(wildcard training/train.py) \
     $(if $(filter tiny,$(PROFILE)),$(MODELS_DIR)/tiny-base/config.json,)
-$(ADAPTER): $(TRAIN_DEPS) | $(VENV_OK)
-	$(call using,train,PROFILE SUBMIT RUN BASE_MODEL SBATCH_ARGS,SFT of teacher $(TEACHER_KEY))
+# TRAINER=llamafactory runs the same stage through LLaMA-Factory (training/lf_train.py): its
+# recipe (training/llamafactory/) resolved to <run>/llamafactory.yaml, its adapter imported.
+TRAIN_CMD = $(if $(filter llamafactory,$(TRAINER)),-m training.lf_train --lf-venv $(LF_VENV),-m training.train)
+ifeq ($(ADAPTER),)
+$(ADAPTER_FILE): $(TRAIN_DEPS) $(if $(filter llamafactory,$(TRAINER)),$(LF_OK)) | $(VENV_OK)
+	$(call using,train,TRAINER PROFILE SUBMIT RUN BASE_MODEL SBATCH_ARGS,SFT of teacher $(TEACHER_KEY))
 	@rc=0; $(GUARD) adapter --run-dir $(RUN_DIR) --profile $(PROFILE) --sft $(TRAIN_SFT) \
 	  --changed "$?" || rc=$$?; \
 	  if [ $$rc -eq 0 ]; then \
-	    $(PY) -m training.train --profile $(PROFILE) --base-model "$(BASE_MODEL)" \
+	    $(PY) $(TRAIN_CMD) --profile $(PROFILE) --base-model "$(BASE_MODEL)" \
 	      --data-dir $(DATA_DIR) --out $(RUN_DIR) --submit $(SUBMIT) \
 	      $(foreach a,$(SBATCH_ARGS),--sbatch-arg=$a); \
 	  elif [ $$rc -ne 3 ]; then exit $$rc; fi
 	@test -f $@ || { echo "[train] queued on SLURM; $(RUN_DIR) gets its adapter when the job ends"; \
 	  $(if $(filter-out train,$(MAKECMDGOALS)),exit 3,true); }
+else
 
-$(MERGED): $(ADAPTER) | $(VENV_OK)
+# ADAPTER=<dir>: that adapter is imported into the run first (training/adapter_import.py records
+# where it came from and refuses one trained on another prompt), then merged as usual.
+$(ADAPTER_FILE): FORCE | $(VENV_OK)
+	$(call using,import,ADAPTER RUN TEMPLATE)
+	$(PY) -m training.adapter_import --adapter "$(ADAPTER)" --run-dir $(RUN_DIR) --template $(TEMPLATE)
+endif
+$(MERGED): $(ADAPTER_FILE) | $(VENV_OK)
 	$(call using,merge,RUN BASE_MODEL)
 	$(PY) -m training.merge --base-model "$(BASE_MODEL)" --adapter $(RUN_DIR)/adapter --out $(RUN_DIR)/merged
 
 .PHONY: sft train merge
 sft: $(SFT) ## alpaca SFT set from the configured teacher's labels + LLaMA-Factory dataset_info.json
-train: $(ADAPTER) ## QLoRA (PROFILE=tiny|a40, SUBMIT=local|slurm, BASE_MODEL=<dir>)
-merge: $(MERGED) ## merge the adapter into the base (float32 sum, rounded once to its dtype)
+train: $(ADAPTER_FILE) ## QLoRA (PROFILE=tiny|a40, SUBMIT=local|slurm, TRAINER=native|llamafactory)
+merge: $(MERGED) ## merge the adapter into the base (ADAPTER=<dir>: one trained elsewhere)
 
 # ---- 4. convert ----------------------------------------------------------------------------
 GGUF_F := $(RUN_DIR)/model-$(OUTTYPE).gguf
@@ -358,6 +435,28 @@ demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out row
 	  SUBMIT=$(REAL_SUBMIT)
 	$(MAKE) --no-print-directory bench-risk MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
 	  RISK_DATA=$(PSYSUICIDE_HOLDOUT) BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-holdout
+	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
+	  SUBMIT=$(REAL_SUBMIT)
+	$(MAKE) --no-print-directory bench-footprint MODEL=$(MODELS_DIR)/$(REAL_PROFILE)/model-$(QTYPE).gguf \
+	  BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-footprint
+
+# Every hop of one run on the held-out rows: the base zero-shot, the merged checkpoint in PyTorch,
+# the f16 and Q4_K_M GGUFs through the SDK, and the Android engine's C++ core on the Q4_K_M file
+# (built by `make -C mobile/android host-driver`; without it that hop is reported absent).
+LADDER_DRIVER := mobile/android/build/arm/host/psyedge_driver
+.PHONY: bench-ladder
+bench-ladder: $(PSYSUICIDE_HOLDOUT) $(GEMMA_GGUF) | $(VENV_OK) ## the quality ladder of RUN on the held-out rows
+	$(MAKE) --no-print-directory gguf quantize OUTTYPE=f16
+	$(PY) -m benchmarks.ladder --data $(PSYSUICIDE_HOLDOUT) --out $(BENCH_DIR)/$(RUN)-ladder \
+	  --base-gguf $(GEMMA_GGUF) --merged $(RUN_DIR)/merged --f16 $(RUN_DIR)/model-f16.gguf \
+	  --q4 $(RUN_DIR)/model-$(QTYPE).gguf --driver $(LADDER_DRIVER) --template raw
+
+# File size, peak RSS and p50 assess latency (2 threads) on the CPsyCounD student dialogues
+# nearest the median length: what an app team needs to know of one GGUF.
+.PHONY: bench-footprint
+bench-footprint: | $(VENV_OK) ## size, peak RSS, p50 latency of MODEL=<gguf> on median student dialogues
+	$(PY) -m benchmarks.footprint --model "$(MODEL)" --cpsycound $(PSYEDGE_DATA)/cpsycoun/CPsyCounD \
+	  --out $(BENCH_DIR) --threads 2
 
 # ---- demo, tests ---------------------------------------------------------------------------
 .PHONY: demo test lint android-test help FORCE

@@ -26,7 +26,8 @@ def real_data() -> Path:
     """The real data folder, or a skip (a failure in CI) naming what is missing."""
     path = real_data_dir()
     if not (path / "cpsycoun").is_dir():
-        msg = f"real data not found at {path} (set PSYEDGE_DATA to the folder with cpsycoun/, psyqa/, psysuicide/)"
+        msg = (f"real data not found at {path} "
+               "(set PSYEDGE_DATA to the folder with cpsycoun/, psyqa/, psysuicide/)")
         if os.environ.get("CI") == "true":
             pytest.fail(msg + "; CI requires it", pytrace=False)
         pytest.skip(msg)
@@ -38,7 +39,8 @@ LOCAL_CLUSTER = ROOT / "training" / "slurm" / "local_cluster.sh"
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI requires SLURM (.ci/system-deps.sh installs slurm-wlm and munge)", pytrace=False)
+        pytest.fail(f"{reason}; CI requires SLURM (.ci/system-deps.sh installs slurm-wlm and munge)",
+                    pytrace=False)
     pytest.skip(reason)
 
 

@@ -121,7 +121,8 @@ def load_eval_set(labels_path: Path, unified_path: Path, limit: int | None = Non
             ledger["label_rows"] += 1
             rid = row.get("id")
             if rid is None:
-                raise EvalDataError(f"{labels_path}:{lineno}: label row has no 'id'; every row needs the id of its conversation")
+                raise EvalDataError(f"{labels_path}:{lineno}: label row has no 'id'; every row needs the id "
+                                    "of its conversation")
             try:
                 truth = Labels.from_dict({k: row.get(k) for k in FIELDS})
             except LabelError as exc:
@@ -255,7 +256,8 @@ def score(items: Sequence[EvalItem], preds_off: Sequence[Prediction],
     levels = list(allowed_values(SCORE_FIELD))
     result["fields"][SCORE_FIELD] = {
         "accuracy": accuracy(t, p), "mae": mean_absolute_error(t, p), "within_1": within(t, p, 1),
-        "qwk": quadratic_weighted_kappa(t, p, levels), "labels": levels, "confusion": confusion_matrix(t, p, levels),
+        "qwk": quadratic_weighted_kappa(t, p, levels), "labels": levels,
+        "confusion": confusion_matrix(t, p, levels),
     }
     risk_truth = [x.risk_flag for x in truth]
     risk = {"lexicon_off": _risk_block(risk_truth, [x.risk_flag for x in pred])}
@@ -365,5 +367,6 @@ def plain_block(outputs: Sequence[Mapping[str, Any]], preds_off: Sequence[Predic
         "n": len(outputs),
         "schema_validity": schema_validity([o["labels"] for o in outputs]),
         "agreement_with_psyedge": ratio(agree, len(both)),
-        "invalid_examples": [{"id": o["id"], "text": o["text"][:200]} for o in outputs if o["labels"] is None][:5],
+        "invalid_examples": [{"id": o["id"], "text": o["text"][:200]}
+                             for o in outputs if o["labels"] is None][:5],
     }

@@ -60,7 +60,8 @@ def test_bench_make_data(benchmark: Any, real_data: Path, tmp_path: Path) -> Non
                                  "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "goal_s": GOAL_S,
                                  "cores": os.cpu_count()})
     print(f"\nmake data (real data): best {best:.2f} s of {[r['wall_s'] for r in runs]}, "
-          f"peak RSS {max(r['peak_rss_mib'] for r in runs)} MiB (goal < {GOAL_S:.0f} s)\n{runs[-1]['summary']}")
+          f"peak RSS {max(r['peak_rss_mib'] for r in runs)} MiB (goal < {GOAL_S:.0f} "
+          f"s)\n{runs[-1]['summary']}")
     assert best < LIMIT_S, f"make data took {best:.1f} s; goal {GOAL_S} s (limit here {LIMIT_S} s)"
 
 
@@ -80,6 +81,7 @@ def test_bench_memory_is_flat_in_input_size(benchmark: Any, real_data: Path, tmp
     four = benchmark.pedantic(lambda: run_clean(psyqa, big_d, big_e, tmp_path / "o4"), rounds=1, iterations=1)
     benchmark.extra_info.update({"x1": {k: one[k] for k in ("wall_s", "peak_rss_mib")},
                                  "x4": {k: four[k] for k in ("wall_s", "peak_rss_mib")}})
-    print(f"\n1x: {one['wall_s']} s, {one['peak_rss_mib']} MiB; 4x: {four['wall_s']} s, {four['peak_rss_mib']} MiB")
+    print(f"\n1x: {one['wall_s']} s, {one['peak_rss_mib']} MiB; 4x: {four['wall_s']} s, "
+          f"{four['peak_rss_mib']} MiB")
     # 4x the records (about 40 MiB of text) may add the file list and id set (a few MiB), not the data
     assert four["peak_rss_mib"] < one["peak_rss_mib"] + 16, (one, four)

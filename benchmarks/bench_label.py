@@ -28,7 +28,8 @@ from testkit.label_builders import write_config, write_shards
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_throughput(rpm: float, seconds: float, latency: float, workdir: Path, out: Path | None = None) -> dict[str, Any]:
+def run_throughput(rpm: float, seconds: float, latency: float, workdir: Path,
+                   out: Path | None = None) -> dict[str, Any]:
     """Label rpm*seconds/60 samples at rpm against a server with `latency`; return the measurements."""
     n = int(round(rpm * seconds / 60))
     concurrency = max(4, int(rpm / 60 * latency * 2) + 2)
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         result = run_throughput(args.rpm, args.seconds, args.latency, Path(tmp), args.out)
     print(json.dumps(result, indent=2))
-    return 0 if result["achieved_over_limit"] >= 0.9 and result["cost_tokens"] == result["server_tokens"] else 1
+    return 0 if (result["achieved_over_limit"] >= 0.9
+                 and result["cost_tokens"] == result["server_tokens"]) else 1
 
 
 if __name__ == "__main__":

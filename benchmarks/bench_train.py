@@ -1,4 +1,5 @@
-"""The tiny profile's training step: seconds per step, tokens per second, dtype (`make bench BENCH_MODE=full`).
+"""The tiny profile's training step: seconds per step, tokens per second, dtype
+(`make bench BENCH_MODE=full`).
 
 Run: `.venv/bin/python -m pytest benchmarks/bench_train.py --benchmark-only` (not part of the
 test suite: timings are not pass/fail material on a shared machine).
@@ -36,7 +37,8 @@ CASES = [
 
 def run_case(dtype: str, env: dict[str, str], steps: int, work: Path) -> dict[str, Any]:
     """One measurement process; its last stdout line is the JSON result."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--dtype", dtype, "--steps", str(steps),
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--dtype", dtype, "--steps",
+                           str(steps),
                            "--work", str(work)], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
                           text=True, timeout=1800)
     assert proc.returncode == 0, f"train_step failed ({proc.returncode}):\n{proc.stderr[-3000:]}"

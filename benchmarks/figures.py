@@ -70,7 +70,8 @@ UNITS: dict[str, str] = {
 SUFFIX_UNITS: tuple[tuple[str, str], ...] = (
     ("_per_s", "per s"), ("_per_step", "s per step"), ("_mib", "MiB"), ("_ms", "ms"), ("_s", "s"),
     ("_bytes", "bytes"), ("_usd", "USD"), ("_rpm", "requests/min"), ("_over_limit", "ratio"))
-_PATTERNS = [(re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(k)) + "$"), v) for k, v in UNITS.items()]
+_PATTERNS = [(re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(k)) + "$"), v)
+             for k, v in UNITS.items()]
 
 
 def unit_of(name: str) -> str:
@@ -207,7 +208,8 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         tokens = (a.get("prompt_tokens") or {}).get("mean")
         split = (a.get("split") or {}).get("name")
         for name, value in acc.headline(a).items():
-            out.append(figure(ctx, f"accuracy.{name}", value, prompt_tokens=tokens, n=a["scored"], split=split))
+            out.append(figure(ctx, f"accuracy.{name}", value, prompt_tokens=tokens, n=a["scored"],
+                              split=split))
         plain = a.get("plain_path") or {}
         for key in ("schema_validity", "agreement_with_psyedge"):
             if key in plain:
@@ -223,7 +225,8 @@ def figures(summary: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         out.append(figure(ctx, "latency.model load.psyedge", load["psyedge_ms"], **common))
         if "plain_ms" in load:
             out.append(figure(ctx, "latency.model load.plain", load["plain_ms"], **common))
-            out.append(figure(ctx, "latency.model load.ratio_plain_over_psyedge", load["plain_ratio"], **common))
+            out.append(figure(ctx, "latency.model load.ratio_plain_over_psyedge", load["plain_ratio"],
+                              **common))
     out += sdk_figures(ctx, (parts.get("latency") or {}).get("cases") or {})
     for fname, block in (parts.get("benchmarks") or {}).items():
         for row in block.get("rows", []):

@@ -62,7 +62,8 @@ def llama_build() -> dict[str, Any]:
         return {"llama_cpp_python": None, "system_info": None, "error": str(exc)}
     info = llama_cpp.llama_print_system_info()
     text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
-    flags = sorted(part.split("=")[0].split(":")[-1].strip() for part in text.split("|") if part.strip().endswith("= 1"))
+    flags = sorted(part.split("=")[0].split(":")[-1].strip() for part in text.split("|")
+                   if part.strip().endswith("= 1"))
     return {
         "llama_cpp_python": getattr(llama_cpp, "__version__", None),
         "system_info": text.strip(),

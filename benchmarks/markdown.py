@@ -46,7 +46,8 @@ def latency_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     load = load_row(parts.get("accuracy") or {}, summary["model"]["name"], summary["machine"].get("threads"))
     rows = [load] if load else []
     for name, rec in ((parts.get("latency") or {}).get("cases") or {}).items():
-        row: dict[str, Any] = {"label": name, "model": model_label(Path(rec["model"])), "threads": rec.get("threads"),
+        row: dict[str, Any] = {"label": name, "model": model_label(Path(rec["model"])),
+                               "threads": rec.get("threads"),
                                "prompt_tokens": rec.get("prefix_tokens", 0) + rec.get("new_tokens", 0),
                                "new_tokens": rec.get("new_tokens"),
                                "psyedge_ms": rec.get("peers_psyedge_ms") or rec.get("psyedge_assess_ms")}
@@ -70,7 +71,8 @@ def write_plots(summary: Mapping[str, Any], out: Path) -> dict[str, str]:
     rows = latency_rows(summary)
     if rows:
         models = sorted({r.get("model") or model for r in rows})
-        files["latency"] = plots.latency_bars(rows, SIDES, ", ".join(models), machine, out / "latency.png").name
+        files["latency"] = plots.latency_bars(rows, SIDES, ", ".join(models), machine,
+                                              out / "latency.png").name
     a = parts.get("accuracy") or {}
     if "fields" in a:
         for field, block in a["fields"].items():
@@ -105,7 +107,8 @@ def _pr_plot(a: Mapping[str, Any], model: str, path: Path) -> Path:
               for k, v in risk.items()}
     return pr_plot(curves, points, f"Risk detection over a probability threshold sweep\n{model}", path,
                    xlabel="recall (share of risk conversations flagged)",
-                   ylabel="precision (share of flags that are risk)", marked_thresholds=(0.1, 0.3, 0.5, 0.7, 0.9))
+                   ylabel="precision (share of flags that are risk)",
+                   marked_thresholds=(0.1, 0.3, 0.5, 0.7, 0.9))
 
 
 def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> str:
@@ -131,8 +134,8 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
     if loads:
         busiest = max(x[0] for x in loads)
         lines += [f"1-minute load average {' -> '.join(f'{x[0]:.1f}' for x in loads)} on {m['cores']} cores"
-                  + (": **the machine was busy, so latencies are inflated and noisy**; rerun on an idle machine "
-                     "before comparing." if busiest > m["cores"] else "."), ""]
+                  + (": **the machine was busy, so latencies are inflated and noisy**; rerun on an idle "
+                     "machine before comparing." if busiest > m["cores"] else "."), ""]
     lines += _latency_md(summary, plots_)
     mem = parts.get("memory") or {}
     lines += ["## Memory", ""]
@@ -155,7 +158,8 @@ def render_markdown(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> st
         for name, block in stages.items():
             if block.get("rows"):
                 lines += [f"`{name}`:", "", _table(["benchmark", "median (s)", "rounds", "details"],
-                          [[r["label"], r["median_s"], r["rounds"], json.dumps(r["extra"], ensure_ascii=False)]
+                          [[r["label"], r["median_s"], r["rounds"],
+                            json.dumps(r["extra"], ensure_ascii=False)]
                            for r in block["rows"]]), ""]
             else:
                 lines += [f"`{name}`: {block.get('error') or block.get('skipped')}", ""]
@@ -187,7 +191,8 @@ def _latency_md(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> list[s
               "outputs the label schema accepts (psyedge's is 1 by construction).", "",
               _table(["case", "model", "prompt tokens", "threads", "psyedge (ms)"]
                      + [f"{SIDES[p]}: validity / ms / ratio" for p in peers],
-                     [[r["label"], r.get("model"), r.get("prompt_tokens"), r.get("threads"), r.get("psyedge_ms")]
+                     [[r["label"], r.get("model"), r.get("prompt_tokens"), r.get("threads"),
+                       r.get("psyedge_ms")]
                       + [_peer_cell(r, p) for p in peers] for r in rows if "prompt_tokens" in r]), ""]
     load = next((r for r in rows if "prompt_tokens" not in r), None)
     if load:
@@ -200,7 +205,8 @@ def _latency_md(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> list[s
         lines += ["Derived: prefill speed, the answer's decode (assess minus prefill-only, an estimate), "
                   "decode calls, overheads over the prefill:", "",
                   _table(["figure", "value", "unit", "threads"],
-                         [[f["name"].removeprefix("latency."), f["value"], f["unit"], f["threads"]] for f in derived]),
+                         [[f["name"].removeprefix("latency."), f["value"], f["unit"], f["threads"]]
+                          for f in derived]),
                   ""]
     if "latency" in plots_:
         lines += [f"![latency]({plots_['latency']})", ""]
@@ -210,7 +216,8 @@ def _latency_md(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> list[s
 def _peer_cell(row: Mapping[str, Any], peer: str) -> str:
     if f"{peer}_ms" not in row:
         return "n/a"
-    return f"{_fmt(row[f'{peer}_validity'], 2)} / {_fmt(row[f'{peer}_ms'], 1)} / {_fmt(row[f'{peer}_ratio'], 2)}x"
+    return (f"{_fmt(row[f'{peer}_validity'], 2)} / {_fmt(row[f'{peer}_ms'], 1)} / "
+            f"{_fmt(row[f'{peer}_ratio'], 2)}x")
 
 
 def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:
@@ -221,11 +228,12 @@ def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:
     led = a["ledger"]
     split = a.get("split", {}).get("note", "")
     lines += [f"Evaluated on {split}.", "",
-              f"{a['scored']} of {a['n']} conversations scored (label rows {led['label_rows']}, invalid labels "
-              f"{led['invalid_label']}, without conversation {led['no_conversation']}, outside the split "
-              f"{led.get('not_in_split', 0)}); schema validity "
-              f"{_fmt(a['schema_validity'])}; mean prompt {_fmt((a.get('prompt_tokens') or {}).get('mean'), 1)} "
-              "tokens. References are the labels file's labels (teacher or human).", ""]
+              f"{a['scored']} of {a['n']} conversations scored (label rows {led['label_rows']}, "
+              f"invalid labels {led['invalid_label']}, without conversation {led['no_conversation']}, "
+              f"outside the split {led.get('not_in_split', 0)}); schema validity "
+              f"{_fmt(a['schema_validity'])}; mean prompt "
+              f"{_fmt((a.get('prompt_tokens') or {}).get('mean'), 1)} tokens. "
+              "References are the labels file's labels (teacher or human).", ""]
     plain = a.get("plain_path")
     if plain:
         lines += [f"Plain llama-cpp-python path on the same {plain['n']} prompts (`create_completion` + "
@@ -240,14 +248,15 @@ def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:
     rows = []
     for net, block in f[acc.RISK_FIELD].items():
         for c in block["per_class"]:
-            rows.append([net.replace("_", " "), c["label"], c["precision"], c["recall"], c["f1"], c["support"],
-                         c["predicted"]])
+            rows.append([net.replace("_", " "), c["label"], c["precision"], c["recall"], c["f1"],
+                         c["support"], c["predicted"]])
     lines += ["`risk_flag` per class, safety net off (model alone) and on (lexicon may raise the flag):", "",
               _table(["safety net", "class", "precision", "recall", "F1", "support", "predicted"], rows), ""]
     for net, block in f[acc.RISK_FIELD].items():
         lines.append(f"- {net.replace('_', ' ')}: any-risk recall {_fmt(block['any_risk_recall'])}, any-risk "
                      f"precision {_fmt(block['any_risk_precision'])}"
-                     + (f", raised by the lexicon {block['raised_by_lexicon']}" if "raised_by_lexicon" in block else ""))
+                     + (f", raised by the lexicon {block['raised_by_lexicon']}"
+                        if "raised_by_lexicon" in block else ""))
     lines.append("")
     if a.get("pr_curves"):
         curves = a["pr_curves"]
@@ -266,8 +275,9 @@ def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:
 
 def print_table(summary: Mapping[str, Any]) -> None:
     """The summary table on stdout: the figures a reader looks at first."""
-    keep = ("latency.", "memory.peak", "memory.gguf", "accuracy.schema", "accuracy.plain.", "accuracy.depression_level.qwk",
-            "accuracy.anxiety_level.qwk", "accuracy.student_distress_score.mae", "accuracy.risk.", "bench_")
+    keep = ("latency.", "memory.peak", "memory.gguf", "accuracy.schema", "accuracy.plain.",
+            "accuracy.depression_level.qwk", "accuracy.anxiety_level.qwk",
+            "accuracy.student_distress_score.mae", "accuracy.risk.", "bench_")
     rows = [f for f in summary["figures"] if f["name"].startswith(keep)]
     width = max((len(f["name"]) for f in rows), default=10)
     print(f"\npsyedge bench ({summary['mode']}): {summary['model']['name']} on {_short(summary['machine'])}")
@@ -277,7 +287,8 @@ def print_table(summary: Mapping[str, Any]) -> None:
             text = f"{v / 2**20:10.1f} MiB"
         else:
             text = f"{v:10.3f} {f['unit']}" if isinstance(v, float) else f"{_fmt(v):>10} {f['unit']}"
-        extra = f"  ({f['prompt_tokens']:.0f} prompt tokens)" if isinstance(f.get("prompt_tokens"), (int, float)) else ""
+        tokens = f.get("prompt_tokens")
+        extra = f"  ({tokens:.0f} prompt tokens)" if isinstance(tokens, (int, float)) else ""
         print(f"  {f['name']:<{width}} {text}{extra}")
 
 

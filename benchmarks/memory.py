@@ -51,10 +51,12 @@ def _proc_status_kib(key: str) -> int | None:
 
 def _snapshot() -> dict[str, int | None]:
     rss, hwm = _proc_status_kib("VmRSS"), _proc_status_kib("VmHWM")
-    return {"rss_bytes": None if rss is None else rss * 1024, "peak_bytes": None if hwm is None else hwm * 1024}
+    return {"rss_bytes": None if rss is None else rss * 1024,
+            "peak_bytes": None if hwm is None else hwm * 1024}
 
 
-def open_screener(model: str | os.PathLike[str], template: str | None = None, threads: int | None = None) -> Any:
+def open_screener(model: str | os.PathLike[str], template: str | None = None,
+                  threads: int | None = None) -> Any:
     """A Screener with the lexicon on (the accuracy run reads the model's own flag and the
     netted one); `threads=None` leaves the SDK's default."""
     from psyedge import Screener
@@ -62,9 +64,11 @@ def open_screener(model: str | os.PathLike[str], template: str | None = None, th
     return Screener(str(model), template=template, n_threads=threads or 0, lexicon=True)
 
 
-def worker(model: Path, conversations: Path, n: int, template: str | None, threads: int | None) -> dict[str, Any]:
+def worker(model: Path, conversations: Path, n: int, template: str | None,
+           threads: int | None) -> dict[str, Any]:
     """Run in the child: import, load, assess `n` conversations; return RSS at each stage."""
-    convs = [json.loads(line) for line in conversations.read_text(encoding="utf-8").splitlines() if line.strip()]
+    convs = [json.loads(line) for line in conversations.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
     if not convs:
         raise MemoryBenchError(f"{conversations} has no conversations to assess")
     import llama_cpp  # noqa: F401
@@ -77,25 +81,29 @@ def worker(model: Path, conversations: Path, n: int, template: str | None, threa
     load_s = time.perf_counter() - t0
     stages["load"] = _snapshot()
     t0 = time.perf_counter()
-    tokens = []
+    tokens, each_ms = [], []
     for i in range(n):
+        t1 = time.perf_counter()
         a = screener.assess(convs[i % len(convs)])
+        each_ms.append((time.perf_counter() - t1) * 1000)
         tokens.append(a.timings["prompt_tokens"])
     assess_s = time.perf_counter() - t0
     stages["assess"] = _snapshot()
     return {"stages": stages, "load_s": load_s, "assess_s": assess_s, "assessed": n,
-            "prompt_tokens": tokens, "threads": screener.engine.n_threads}
+            "assess_ms": each_ms, "prompt_tokens": tokens, "threads": screener.engine.n_threads}
 
 
 def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int = N_CONVERSATIONS,
-            template: str | None = None, threads: int | None = None, timeout_s: float = 600) -> dict[str, Any]:
+            template: str | None = None, threads: int | None = None,
+            timeout_s: float = 600) -> dict[str, Any]:
     """Run the child on `model`; return its peak RSS (kernel), its stage snapshots and the file size."""
     model = Path(model)
     if not model.is_file():
         raise MemoryBenchError(f"model file {model} does not exist: pass --model <path to a .gguf>")
     with tempfile.TemporaryDirectory(prefix="psyedge-mem-") as tmp:
         conv_path = Path(tmp) / "conversations.jsonl"
-        conv_path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in conversations), "utf-8")
+        conv_path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in conversations),
+                             "utf-8")
         cmd = [sys.executable, "-m", "benchmarks.memory", "--worker", "--model", str(model),
                "--conversations", str(conv_path), "-n", str(n)]
         if template:
@@ -103,7 +111,8 @@ def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int =
         if threads:
             cmd += ["--threads", str(threads)]
         root = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         t0 = time.perf_counter()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=root)
@@ -115,7 +124,8 @@ def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int =
                 if time.monotonic() > deadline:
                     proc.kill()
                     pid, status, usage = os.wait4(proc.pid, 0)
-                    raise MemoryBenchError(f"memory child ran past {timeout_s:.0f} s on {model} and was killed")
+                    raise MemoryBenchError(f"memory child ran past {timeout_s:.0f} s on {model} and was "
+                                           "killed")
                 time.sleep(0.02)
             proc.returncode = os.waitstatus_to_exitcode(status)
             out.seek(0)

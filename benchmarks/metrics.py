@@ -91,7 +91,8 @@ def macro_f1(truth: Sequence[Any], pred: Sequence[Any], labels: Sequence[Any]) -
     return sum(s.f1 or 0.0 for s in scores) / len(scores)
 
 
-def quadratic_weighted_kappa(truth: Sequence[int], pred: Sequence[int], levels: Sequence[int]) -> float | None:
+def quadratic_weighted_kappa(truth: Sequence[int], pred: Sequence[int],
+                             levels: Sequence[int]) -> float | None:
     """Cohen's kappa with weights (i-j)^2/(K-1)^2: 1 = perfect, 0 = chance, <0 = worse than chance.
 
     kappa = 1 - sum(W*O) / sum(W*E), O the observed confusion matrix, E the outer product of the
@@ -155,10 +156,30 @@ def recall_at_precision(is_positive: Sequence[bool], scores: Sequence[float],
     """Best recall over the thresholds whose precision is >= `min_precision`, with that threshold."""
     best: dict[str, Any] = {"recall": 0.0, "precision": None, "threshold": None}
     for p in pr_curve(is_positive, scores):
-        if p["precision"] is not None and p["precision"] >= min_precision and (p["recall"] or 0) > best["recall"]:
+        if (p["precision"] is not None and p["precision"] >= min_precision
+                and (p["recall"] or 0) > best["recall"]):
             best = {"recall": round(p["recall"], 4), "precision": round(p["precision"], 4),
                     "threshold": p["threshold"]}
     return best
+
+
+def expected_calibration_error(is_positive: Sequence[bool], probs: Sequence[float],
+                               bins: int = 10) -> float | None:
+    """Mean |P - observed rate| over `bins` equal-width probability bins, weighted by bin size
+    (None for no items): how far a probability can be read as a rate."""
+    if len(is_positive) != len(probs):
+        raise ValueError(f"{len(is_positive)} truths but {len(probs)} probabilities: they must pair up")
+    if not probs:
+        return None
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, p in enumerate(probs) if lo <= p < hi or (b == bins - 1 and p == 1.0)]
+        if idx:
+            conf = sum(probs[i] for i in idx) / len(idx)
+            rate = sum(is_positive[i] for i in idx) / len(idx)
+            total += len(idx) / len(probs) * abs(conf - rate)
+    return round(total, 4)
 
 
 def risk_class_metrics(truth: Sequence[str], pred: Sequence[str]) -> dict[str, dict[str, Any]]:

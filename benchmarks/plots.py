@@ -24,7 +24,7 @@ PLAIN_COLOR = "#ff7f0e"
 DPI = 110
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     """Write the figure through a temporary name, so a crash never leaves half a PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
@@ -35,8 +35,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 #: Bar colours per side of the latency comparison: psyedge, then the peers (benchmarks.peers).
-SIDE_COLORS = {"psyedge": PSYEDGE_COLOR, "json_schema": PLAIN_COLOR, "gbnf": "#2ca02c", "chat_json": "#8c564b",
-               "outlines": "#9467bd", "plain": "#7f7f7f"}
+SIDE_COLORS = {"psyedge": PSYEDGE_COLOR, "json_schema": PLAIN_COLOR, "gbnf": "#2ca02c",
+               "chat_json": "#8c564b", "outlines": "#9467bd", "plain": "#7f7f7f"}
 
 
 def latency_bars(rows: Sequence[Mapping[str, Any]], sides: Mapping[str, str], model: str, machine: str,
@@ -54,7 +54,8 @@ def latency_bars(rows: Sequence[Mapping[str, Any]], sides: Mapping[str, str], mo
     for k, side in enumerate(present):
         values = [r.get(f"{side}_ms") or float("nan") for r in rows]
         offset = (k - (len(present) - 1) / 2) * width
-        ax.bar([x + offset for x in xs], values, width, label=sides[side], color=SIDE_COLORS.get(side, "gray"))
+        ax.bar([x + offset for x in xs], values, width, label=sides[side],
+               color=SIDE_COLORS.get(side, "gray"))
         top = max([top] + [v for v in values if v == v])
         ratio_key = f"{side}_ratio"
         for x, r in zip(xs, rows, strict=True):
@@ -69,7 +70,7 @@ def latency_bars(rows: Sequence[Mapping[str, Any]], sides: Mapping[str, str], mo
     ax.set_title(f"Latency: psyedge vs its peers\n{model} on {machine}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     ax.grid(axis="y", which="both", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _matrix(ax: Any, matrix: Sequence[Sequence[int]], labels: Sequence[Any], title: str) -> Any:
@@ -81,7 +82,8 @@ def _matrix(ax: Any, matrix: Sequence[Sequence[int]], labels: Sequence[Any], tit
             v = matrix[i][j]
             ax.text(j, i, str(v), ha="center", va="center", fontsize=8 if n > 6 else 10,
                     color="white" if v > peak / 2 else "black")
-    ax.set_xticks(range(n), [str(x) for x in labels], rotation=30 if n <= 6 else 0, ha="right" if n <= 6 else "center")
+    ax.set_xticks(range(n), [str(x) for x in labels], rotation=30 if n <= 6 else 0,
+                  ha="right" if n <= 6 else "center")
     ax.set_yticks(range(n), [str(x) for x in labels])
     ax.set_xlabel("model prediction")
     ax.set_ylabel("reference label")
@@ -105,17 +107,19 @@ def confusion(panels: Sequence[tuple[str, Sequence[Sequence[int]]]], labels: Seq
         bar.update_ticks()
     n = sum(sum(r) for r in panels[0][1])
     fig.suptitle(f"Confusion matrix: {field} (n = {n})\n{model}", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def pr_plot(curves: Mapping[str, Sequence[Mapping[str, Any]]], points: Mapping[str, tuple[float | None, float | None]],
-            title: str, path: Path, *, xlabel: str = "recall", ylabel: str = "precision",
+def pr_plot(curves: Mapping[str, Sequence[Mapping[str, Any]]],
+            points: Mapping[str, tuple[float | None, float | None]], title: str, path: Path, *,
+            xlabel: str = "recall", ylabel: str = "precision",
             marked_thresholds: Sequence[float] = (), min_precision: float | None = None) -> Path:
     """Precision vs recall: each curve from `benchmarks.metrics.pr_curve` points, each fixed
     predictor (`points`: label -> (recall, precision)) as a marker; thresholds in
     `marked_thresholds` are written on the curves, `min_precision` drawn as a line."""
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
-    for (label, curve), color in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False):
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, curve), color in zip(curves.items(), colors, strict=False):
         pts = [p for p in curve if p["precision"] is not None and p["recall"] is not None]
         if not pts:
             continue
@@ -137,7 +141,7 @@ def pr_plot(curves: Mapping[str, Sequence[Mapping[str, Any]]], points: Mapping[s
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def memory_bars(mem: Mapping[str, Any], model: str, machine: str, path: Path) -> Path:
@@ -163,4 +167,4 @@ def memory_bars(mem: Mapping[str, Any], model: str, machine: str, path: Path) ->
                  f"{model} on {machine}", fontsize=10)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -88,7 +88,8 @@ MODES: dict[str, Mode] = {
     "quick": Mode("quick", 20, 20, 8, 3, False, ("--benchmark-min-rounds=1", "--benchmark-max-time=0.000001",
                                               "--benchmark-warmup=off", "--benchmark-disable-gc"), 900),
     # pytest-benchmark's own calibration (at least 5 rounds, about 1 s per case).
-    "full": Mode("full", None, 20, None, 7, True, ("--benchmark-min-rounds=5", "--benchmark-warmup=on"), 3600),
+    "full": Mode("full", None, 20, None, 7, True, ("--benchmark-min-rounds=5", "--benchmark-warmup=on"),
+                 3600),
 }
 
 
@@ -104,7 +105,8 @@ def run_pytest_benchmark(path: Path, mode: Mode, out_json: Path, quiet: bool = T
     out_json.parent.mkdir(parents=True, exist_ok=True)
     if out_json.exists():
         out_json.unlink()
-    cmd = [sys.executable, "-m", "pytest", str(path), "-q", "-rs", "-p", "no:cacheprovider", "--benchmark-only",
+    cmd = [sys.executable, "-m", "pytest", str(path), "-q", "-rs", "-p", "no:cacheprovider",
+           "--benchmark-only",
            f"--benchmark-json={out_json}", "--benchmark-columns=median,min,max,rounds", *mode.pytest_args,
            *MODE_MARKERS.get(mode.name, ())]
     log.info("running %s", " ".join(cmd))
@@ -119,10 +121,12 @@ def run_pytest_benchmark(path: Path, mode: Mode, out_json: Path, quiet: bool = T
         sys.stderr.write(proc.stdout[-4000:])
     if proc.returncode not in (0, 5):  # 5 = no tests collected
         tail = (proc.stdout + proc.stderr).strip()[-2000:]
-        raise RuntimeError(f"{path.name}: pytest exited {proc.returncode} after {time.perf_counter() - t0:.0f} s:\n{tail}")
+        raise RuntimeError(f"{path.name}: pytest exited {proc.returncode} after "
+                           f"{time.perf_counter() - t0:.0f} s:\n{tail}")
     data = json.loads(out_json.read_text(encoding="utf-8")) if out_json.is_file() else {"benchmarks": []}
     # Why cases did not run (e.g. the real data is absent): pytest's "-rs" lines.
-    data["skipped"] = [line.split("] ", 1)[-1] for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
+    data["skipped"] = [line.split("] ", 1)[-1]
+                       for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
     return data
 
 
@@ -130,7 +134,8 @@ def stage_rows(bench_json: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Data-stage benchmarks (no psyedge/plain pairing): median seconds plus their extra_info."""
     rows = []
     for b in bench_json.get("benchmarks", []):
-        rows.append({"label": str(b.get("name")), "median_s": b["stats"]["median"], "min_s": b["stats"]["min"],
+        rows.append({"label": str(b.get("name")), "median_s": b["stats"]["median"],
+                     "min_s": b["stats"]["min"],
                      "rounds": b["stats"]["rounds"], "extra": dict(b.get("extra_info") or {})})
     return rows
 
@@ -177,7 +182,8 @@ def resolve_split(opts: Options) -> tuple[str, set[str] | None, str]:
         return "all", None, f"all labeled conversations ({why}; a trained model may have seen them)"
     ids = {i for i, s in splits.items() if s == name}
     if not ids:
-        raise acc.EvalDataError(f"--split {name}: {sft} has no {name!r} records; run `make sft` or pass --split all")
+        raise acc.EvalDataError(f"--split {name}: {sft} has no {name!r} records; run `make sft` or pass "
+                                "--split all")
     held = "held out from training" if name == "validation" else "seen in training"
     return name, ids, f"the {name} split of {sft.name} ({len(ids)} ids, {held})"
 
@@ -185,7 +191,8 @@ def resolve_split(opts: Options) -> tuple[str, set[str] | None, str]:
 def run_accuracy(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     """Assess the labeled set once (safety net on; the model's own flag gives 'off'); score it."""
     split, ids, note = resolve_split(opts)
-    items, ledger = acc.load_eval_set(opts.labels, opts.unified, limit=opts.limit or opts.mode.eval_limit, ids=ids)
+    items, ledger = acc.load_eval_set(opts.labels, opts.unified, limit=opts.limit or opts.mode.eval_limit,
+                                      ids=ids)
     if not items:
         raise acc.EvalDataError(f"no labeled conversation to evaluate in {split} ({ledger}): check that "
                                 f"{opts.labels} and {opts.unified} come from the same `make data` run")
@@ -201,7 +208,8 @@ def run_accuracy(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     result = acc.score(items, off, on)
     if template:  # the plain path needs the template the Screener resolved (from the GGUF or --template)
         t1 = time.perf_counter()
-        outputs, plain_load_s = acc.plain_outputs(items[: opts.mode.plain_limit], opts.model, template, threads,
+        outputs, plain_load_s = acc.plain_outputs(items[: opts.mode.plain_limit], opts.model, template,
+                                                  threads,
                                                   progress=lambda it: _progress(list(it), "accuracy (plain)"))
         result["plain_path"] = {**acc.plain_block(outputs, off), "wall_s": time.perf_counter() - t1,
                                 "max_tokens": acc.PLAIN_MAX_TOKENS, "load_s": plain_load_s}
@@ -253,7 +261,8 @@ def collect(opts: Options) -> tuple[dict[str, Any], list[str]]:
         try:
             convs = conversations or _fallback_conversations(opts)
             mem = measure(opts.model, convs[: opts.mode.memory_conversations] or convs,
-                          n=opts.mode.memory_conversations, template=opts.template, threads=opts.threads or None)
+                          n=opts.mode.memory_conversations, template=opts.template,
+                          threads=opts.threads or None)
             summary["parts"]["memory"] = mem
         except (MemoryBenchError, acc.EvalDataError, subprocess.SubprocessError) as exc:
             errors.append(f"memory: {exc}")
@@ -303,7 +312,8 @@ def run_stage_files(opts: Options, errors: list[str]) -> dict[str, Any]:
             out[fname] = {"skipped": f"{path.relative_to(ROOT)} does not exist"}
             continue
         if opts.mode.name not in modes:
-            out[fname] = {"skipped": f"runs in {'/'.join(modes)} mode only (make bench BENCH_MODE={modes[-1]})"}
+            out[fname] = {"skipped": f"runs in {'/'.join(modes)} mode only "
+                                     f"(make bench BENCH_MODE={modes[-1]})"}
             continue
         try:
             t0 = time.perf_counter()
@@ -335,7 +345,8 @@ def _fallback_conversations(opts: Options) -> list[Any]:
     """Conversations for the memory child when the accuracy part did not run."""
     items, _ = acc.load_eval_set(opts.labels, opts.unified, limit=opts.mode.memory_conversations)
     if not items:
-        raise acc.EvalDataError(f"no conversations in {opts.unified} joined with {opts.labels} for the memory run")
+        raise acc.EvalDataError(f"no conversations in {opts.unified} joined with {opts.labels} for the "
+                                "memory run")
     return [i.conversation for i in items]
 
 
@@ -357,26 +368,32 @@ def parse_args(argv: list[str] | None) -> Options:
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
     ap.add_argument("--model", type=Path, required=True, help="the GGUF to benchmark")
     ap.add_argument("--labels", type=Path, required=True, help="labeled JSONL (teacher or human labels)")
-    ap.add_argument("--unified", type=Path, help="conversations JSONL (default: <data>/processed/unified_min.jsonl)")
+    ap.add_argument("--unified", type=Path,
+                    help="conversations JSONL (default: <data>/processed/unified_min.jsonl)")
     ap.add_argument("--out", type=Path, default=Path("reports/bench"))
     ap.add_argument("--template", help="chat template when the GGUF has no psyedge.template key")
     ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: the SDK's default)")
     ap.add_argument("--limit", type=int, help="assess at most this many labeled conversations")
     ap.add_argument("--split", choices=("auto", "validation", "train", "all"), default="auto",
-                    help="which labeled conversations to score (auto: the SFT validation split when it exists)")
-    ap.add_argument("--sft", type=Path, help="SFT set with the split (default: <data>/datasets/sft_student_mental.jsonl)")
+                    help="which labeled conversations to score (auto: the SFT validation split when it "
+                         "exists)")
+    ap.add_argument("--sft", type=Path,
+                    help="SFT set with the split (default: <data>/datasets/sft_student_mental.jsonl)")
     ap.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
     args = ap.parse_args(argv)
     if not args.model.is_file():
-        raise ReportError(f"--model {args.model} does not exist: build it with `make quantize` or pass a .gguf path")
+        raise ReportError(f"--model {args.model} does not exist: build it with `make quantize` or pass a "
+                          ".gguf path")
     if args.model.suffix != ".gguf":
-        raise ReportError(f"--model {args.model} is not a .gguf file: pass the quantized model, e.g. models/tiny/model-Q4_K_M.gguf")
+        raise ReportError(f"--model {args.model} is not a .gguf file: pass the quantized model, e.g. "
+                          "models/tiny/model-Q4_K_M.gguf")
     if not args.labels.is_file():
         raise ReportError(f"--labels {args.labels} does not exist: run `make label` or pass a labeled JSONL")
     try:
         read_info(args.model)
     except ModelError as exc:
-        raise ReportError(f"--model {args.model} is not a readable GGUF ({exc}): pass a model from `make quantize`") from None
+        raise ReportError(f"--model {args.model} is not a readable GGUF ({exc}): pass a model from `make "
+                          "quantize`") from None
     unified = args.unified or acc.default_unified_path(args.labels)
     if not unified.is_file():
         raise ReportError(f"conversations file {unified} does not exist: run `make data` or pass --unified")
@@ -398,9 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     summary["wall_s"] = time.perf_counter() - t0
     target = write_outputs(summary, opts.out, failed=bool(errors))
     print_table(summary)
-    print(f"\nwrote {target}, {opts.out / 'report.md'} and {len(summary['plots'])} plots in {summary['wall_s']:.1f} s")
+    print(f"\nwrote {target}, {opts.out / 'report.md'} and {len(summary['plots'])} plots in "
+          f"{summary['wall_s']:.1f} s")
     if errors:
-        print("\nbenchmark parts failed:\n  " + "\n  ".join(e.splitlines()[0] for e in errors), file=sys.stderr)
+        print("\nbenchmark parts failed:\n  " + "\n  ".join(e.splitlines()[0] for e in errors),
+              file=sys.stderr)
         return 1
     return 0
 

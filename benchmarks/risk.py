@@ -52,17 +52,17 @@ def rules_predictor() -> tuple[Callable[[str], str] | None, str]:
     The teacher labels conversations; a PsySUICIDE text becomes a one-turn user conversation.
     """
     try:
-        from pipeline.providers import rules  # optional: the labeling stage may be absent
+        from pipeline.labeling.providers import rules  # optional: the labeling stage may be absent
     except ImportError as exc:
-        return None, f"pipeline.providers.rules is not importable ({exc})"
+        return None, f"pipeline.labeling.providers.rules is not importable ({exc})"
     fn = getattr(rules, "rule_labels", None)
     if not callable(fn):
-        return None, "pipeline.providers.rules has no rule_labels(conversation)"
+        return None, "pipeline.labeling.providers.rules has no rule_labels(conversation)"
 
     def via_rules(text: str) -> str:
         return str(fn([{"role": "user", "text": text}])["risk_flag"])
 
-    return via_rules, "pipeline.providers.rules.rule_labels"
+    return via_rules, "pipeline.labeling.providers.rules.rule_labels"
 
 
 def model_predictions(model: Path, template: str | None, rows: Sequence[RiskRow]) -> dict[str, list[Any]]:
@@ -115,7 +115,8 @@ def lexicon_errors(rows: Sequence[RiskRow], preds: Sequence[str], subset: str) -
         out.append({
             "kind": kind, "subset": subset, "row": r.row, "idx": r.idx, "gold": r.gold, "pred": p,
             "labels": list(r.labels), "text": r.text,
-            "hits": [{"entry": c.hit.entry, "class": c.hit.risk_flag, "match": r.text[c.hit.span[0]:c.hit.span[1]]}
+            "hits": [{"entry": c.hit.entry, "class": c.hit.risk_flag,
+                      "match": r.text[c.hit.span[0]:c.hit.span[1]]}
                      for c in cands if c.suppressed_by is None],
             "suppressed": [{"entry": c.hit.entry, "match": r.text[c.hit.span[0]:c.hit.span[1]],
                             "rule": c.suppressed_by} for c in cands if c.suppressed_by is not None],
@@ -141,7 +142,8 @@ def run(data: Path, out: Path, model: Path | None = None, template: str | None =
         predictors["rules"] = rules_fn
     else:
         log.warning("rules entry absent: %s", rules_note)
-        by_subset["non_synthetic"]["rules"] = by_subset["synthetic"]["rules"] = {"absent": True, "note": rules_note}
+        by_subset["non_synthetic"]["rules"] = by_subset["synthetic"]["rules"] = {"absent": True,
+                                                                                 "note": rules_note}
 
     for name, fn in predictors.items():
         t = time.perf_counter()
@@ -223,12 +225,14 @@ def plot_pr(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], pat
         for where, block in (("", report), (" (synthetic rows)", report.get("synthetic", {}))):
             m = block.get(name, {}).get("suicidal")
             if m and m["precision"] is not None and m["recall"] is not None:
-                points[f"{name}{where}: P={m['precision']:.2f} R={m['recall']:.2f}"] = (m["recall"], m["precision"])
+                label = f"{name}{where}: P={m['precision']:.2f} R={m['recall']:.2f}"
+                points[label] = (m["recall"], m["precision"])
     support = report.get("lexicon", {}).get("suicidal", {}).get("support")
     title = (f"Suicidal risk on PsySUICIDE valid, non-synthetic rows ({support} positives)\n"
              f"{model.name if model else 'lexicon and rules only (no model given)'}")
     return pr_plot(curves, points, title, path, xlabel="recall (share of suicidal texts flagged suicidal)",
-                   ylabel="precision (share of suicidal flags that are suicidal)", min_precision=MIN_PRECISION)
+                   ylabel="precision (share of suicidal flags that are suicidal)",
+                   min_precision=MIN_PRECISION)
 
 
 def _summary(report: dict[str, Any]) -> str:

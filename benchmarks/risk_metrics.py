@@ -79,8 +79,10 @@ def load_psysuicide(path: str | Path) -> list[RiskRow]:
     rows = []
     for i, r in enumerate(raw):
         where = f"{path}: row {i}"
-        if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not isinstance(r.get("labels"), list):
-            raise RiskDataError(f"{where}: expected {{idx, text, labels: [...], data_source}}, got {str(r)[:120]}")
+        if (not isinstance(r, dict) or not isinstance(r.get("text"), str)
+                or not isinstance(r.get("labels"), list)):
+            raise RiskDataError(f"{where}: expected {{idx, text, labels: [...], data_source}}, got "
+                                f"{str(r)[:120]}")
         rows.append(RiskRow(i, int(r.get("idx", i)), r["text"], gold_flag(r["labels"], where),
                             r.get("data_source") == "synthetic", tuple(r["labels"])))
     return rows

@@ -8,8 +8,8 @@ conversations of a chosen size); each fills the case's record (`Case.rec`, numbe
 Measures (`MEASURES`):
 * `psyedge`: a new conversation with the instruction prefix cached; psyedge guesses the answer
   (DECODING.md 4); `psyedge:worst` sets every guess wrong before each round;
-* `peers` (`peers:a,b` for some): psyedge and every peer on each conversation in turn, round by round, so that both
-  meet the same machine drift (a shared machine's speed drifts by 10% between runs minutes
+* `peers` (`peers:a,b` for some): psyedge and every peer on each conversation in turn, round by round,
+  so that both meet the same machine drift (a shared machine's speed drifts by 10% between runs minutes
   apart); each peer's median, its ratio to psyedge's median, its schema validity;
 * `prefill`: the same new tokens in one decode call on top of the cached prefix: the floor any
   path pays;
@@ -32,10 +32,12 @@ from psyedge import Screener
 from psyedge.prompt import MAX_TURNS
 from testkit.plain_path import load_llama
 
-SENTENCES = ["老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。", "同学关系也不好，感觉自己很孤独。",
-             "上课注意力不集中，心里很烦。", "室友吵架，宿舍里我待不下去。", "作业太多，论文写不完。",
-             "最近心慌，很紧张，很害怕。", "高考没考好，研究生也没考上。", "听起来你很难受，能说说发生了什么吗？"]
-TURN_SENTENCES = ["我还是很担心期末考试。", "晚上一直睡不着，白天上课也没精神。", "不知道该怎么办，心里很乱。",
+SENTENCES = ["老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。",
+             "同学关系也不好，感觉自己很孤独。", "上课注意力不集中，心里很烦。",
+             "室友吵架，宿舍里我待不下去。", "作业太多，论文写不完。", "最近心慌，很紧张，很害怕。",
+             "高考没考好，研究生也没考上。", "听起来你很难受，能说说发生了什么吗？"]
+TURN_SENTENCES = ["我还是很担心期末考试。", "晚上一直睡不着，白天上课也没精神。",
+                  "不知道该怎么办，心里很乱。",
                   "室友说我想太多，可是我控制不住自己。", "爸妈每天打电话问成绩，我都不敢接。",
                   "上周的小测验又没考好，老师还点名批评了我。"]
 #: Sizes of the added turn in the session measures, in Gemma-3 tokens: 23 is the median student

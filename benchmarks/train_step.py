@@ -61,7 +61,8 @@ def measure(dtype: str, steps: int, work: Path, profile: str = "tiny") -> dict[s
     tokenizer = AutoTokenizer.from_pretrained(base)
     encoded = encode_records(tokenizer, list(iter_split(data, "train")), job.config.template,
                              wants_bos(base, tokenizer), job.config.max_length).examples
-    collate = PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+    collate = PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+                          else tokenizer.eos_token_id)
     torch.manual_seed(0)
     model = load_model(job, precision)
     model.train()
@@ -83,8 +84,10 @@ def measure(dtype: str, steps: int, work: Path, profile: str = "tiny") -> dict[s
     return {
         **precision.to_dict(), "profile": profile, "steps": steps, "batch_size": size,
         "s_per_step": round(per_step, 4), "tokens_per_step": round(statistics.mean(tokens), 1),
-        "tokens_per_s": round(statistics.mean(tokens) / per_step, 1), "step_times_s": [round(t, 4) for t in times],
-        "torch_threads": torch.get_num_threads(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "tokens_per_s": round(statistics.mean(tokens) / per_step, 1),
+        "step_times_s": [round(t, 4) for t in times],
+        "torch_threads": torch.get_num_threads(),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "dnnl_max_cpu_isa": os.environ.get("DNNL_MAX_CPU_ISA"), "last_loss": round(float(loss), 4),
     }
 

@@ -1,6 +1,7 @@
-"""Quantise a GGUF with llama.cpp's own quantizer: `make quantize`.
+r"""Quantise a GGUF with llama.cpp's own quantizer: `make quantize`.
 
-    python -m convert.quantize --src models/tiny/model-f16.gguf --qtype Q4_K_M --out models/tiny/model-Q4_K_M.gguf
+    python -m convert.quantize --src models/tiny/model-f16.gguf --qtype Q4_K_M \
+        --out models/tiny/model-Q4_K_M.gguf
 
 Uses the `llama-quantize` binary when it is on PATH, else `llama_model_quantize` through
 llama-cpp-python (the same C++ code). The output is written under a temporary name and renamed
@@ -89,7 +90,8 @@ def read_imatrix(path: Path) -> dict[str, np.ndarray]:
     try:
         reader = GGUFReader(path)
     except (OSError, ValueError) as exc:
-        raise ConvertError(f"{path}: not a GGUF imatrix file ({exc}); compute one with llama-imatrix") from None
+        raise ConvertError(f"{path}: not a GGUF imatrix file ({exc}); compute one with "
+                           "llama-imatrix") from None
     tensors = {t.name: np.asarray(t.data, dtype=np.float32) for t in reader.tensors}
     out: dict[str, np.ndarray] = {}
     for name, sums in tensors.items():
@@ -198,7 +200,8 @@ def compute_imatrix(src: Path, calibration: Path, workdir: Path) -> Path:
     return out
 
 
-def quantize(src: str | Path, out: str | Path, qtype: str = "Q4_K_M", *, imatrix_file: str | Path | None = None,
+def quantize(src: str | Path, out: str | Path, qtype: str = "Q4_K_M", *,
+             imatrix_file: str | Path | None = None,
              calibration: str | Path | None = None, use_binary: bool | None = None) -> QuantizeReport:
     """Quantise `src` to `out`; `calibration` computes an imatrix first (needs llama-imatrix)."""
     src, out = Path(src), Path(out)
@@ -229,27 +232,32 @@ def quantize(src: str | Path, out: str | Path, qtype: str = "Q4_K_M", *, imatrix
     return QuantizeReport(
         src=str(src), out=str(out), qtype=qtype, file_type=after["file_type"],
         size_before=src.stat().st_size, size_after=out.stat().st_size,
-        tool=binary or "llama_cpp.llama_model_quantize", imatrix=str(imatrix_file or calibration or "") or None,
+        tool=binary or "llama_cpp.llama_model_quantize",
+        imatrix=str(imatrix_file or calibration or "") or None,
         type_counts=type_counts(after["tensors"]), fallbacks=find_fallbacks(after["tensors"], qtype),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convert.quantize", description=__doc__.splitlines()[0])
-    parser.add_argument("--src", type=Path, required=True, help="float GGUF (f16/bf16/f32) from convert.to_gguf")
+    parser.add_argument("--src", type=Path, required=True,
+                        help="float GGUF (f16/bf16/f32) from convert.to_gguf")
     parser.add_argument("--qtype", default="Q4_K_M", choices=sorted(QTYPES), help="preset (default Q4_K_M)")
     parser.add_argument("--out", type=Path, required=True, help="quantised GGUF to write")
     parser.add_argument("--imatrix", action="store_true",
                         help="compute an importance matrix with llama-imatrix on --calibration first")
-    parser.add_argument("--calibration", type=Path, help="JSONL conversations for --imatrix (e.g. the SFT set)")
+    parser.add_argument("--calibration", type=Path,
+                        help="JSONL conversations for --imatrix (e.g. the SFT set)")
     parser.add_argument("--imatrix-file", type=Path, help="use this precomputed GGUF imatrix")
-    parser.add_argument("--report", type=Path, help="JSON report path (default: <out>.json beside the output)")
+    parser.add_argument("--report", type=Path,
+                        help="JSON report path (default: <out>.json beside the output)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.imatrix and args.calibration is None and args.imatrix_file is None:
-        print("error: --imatrix needs --calibration <conversations.jsonl> (or --imatrix-file)", file=sys.stderr)
+        print("error: --imatrix needs --calibration <conversations.jsonl> (or --imatrix-file)",
+              file=sys.stderr)
         return 2
     try:
         rep = quantize(args.src, args.out, args.qtype, imatrix_file=args.imatrix_file,
@@ -265,15 +273,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     report_path = args.report or args.out.with_name(args.out.name + ".json")
     atomic_write_json(report_path, {**asdict(rep), "ratio": round(rep.ratio, 4)})
-    print(f"wrote {rep.out}: {rep.file_type}, {rep.size_before / 2**20:.1f} MiB -> {rep.size_after / 2**20:.1f} MiB "
-          f"({rep.ratio:.1%}) with {rep.tool}")
+    print(f"wrote {rep.out}: {rep.file_type}, {rep.size_before / 2**20:.1f} MiB -> "
+          f"{rep.size_after / 2**20:.1f} MiB ({rep.ratio:.1%}) with {rep.tool}")
     print("tensor types: " + ", ".join(f"{k} x{v}" for k, v in rep.type_counts.items()))
     if rep.fallbacks:
         print(f"{len(rep.fallbacks)} weight(s) needed a fallback type:")
         for fb in rep.fallbacks:
             print(f"  {fb['tensor']} {fb['shape']}: {fb['type']}")
     else:
-        print(f"no fallback types: every weight is in the {args.qtype} mix {sorted(QTYPES[args.qtype].expected)}")
+        print(f"no fallback types: every weight is in the {args.qtype} mix "
+              f"{sorted(QTYPES[args.qtype].expected)}")
     print(f"report: {report_path}")
     return 0
 

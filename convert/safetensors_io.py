@@ -91,7 +91,8 @@ def weight_files(model_dir: Path) -> list[Path]:
         files = sorted({model_dir / f for f in weight_map.values()})
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise ConvertError(f"{index} names shards that are not in {model_dir}: {missing}; copy them there")
+            raise ConvertError(f"{index} names shards that are not in {model_dir}: {missing}; copy them "
+                               "there")
         return files
     if (model_dir / SINGLE_FILE).is_file():
         return [model_dir / SINGLE_FILE]

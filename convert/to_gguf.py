@@ -119,7 +119,8 @@ def plan_tensors(model: HFModel, outtype: str) -> list[PlannedTensor]:
         plan.append(PlannedTensor(name, ref.shape, stored_type(outtype, len(ref.shape)), ref, heads,
                                   shift=mapper.norm_shift(hf_name)))
     names = {t.name for t in plan}
-    required = ["token_embd.weight", "output_norm.weight"] + [f"blk.{i}.attn_q.weight" for i in range(hp.n_layer)]
+    required = (["token_embd.weight", "output_norm.weight"]
+                + [f"blk.{i}.attn_q.weight" for i in range(hp.n_layer)])
     if not hp.tie_embeddings:
         required.append("output.weight")
     missing = [n for n in required if n not in names]
@@ -129,7 +130,8 @@ def plan_tensors(model: HFModel, outtype: str) -> list[PlannedTensor]:
                            "incomplete or do not match config.json")
     if hp.rope_scaling.get("rope_type") == "llama3":
         factors = llama3_rope_factors(hp.head_dim, hp.rope_theta, hp.rope_scaling)
-        plan.append(PlannedTensor("rope_freqs.weight", factors.shape, GGMLQuantizationType.F32, values=factors))
+        plan.append(PlannedTensor("rope_freqs.weight", factors.shape, GGMLQuantizationType.F32,
+                                  values=factors))
     return plan
 
 
@@ -162,7 +164,8 @@ def _add_hparams(writer: gguf.GGUFWriter, model: HFModel, n_vocab: int) -> None:
         model.spec.extra_hparams(writer, model.config, model.path / "config.json")
 
 
-def _add_template_and_manifest(writer: gguf.GGUFWriter, model: HFModel, tokenizer_template: str | None) -> None:
+def _add_template_and_manifest(writer: gguf.GGUFWriter, model: HFModel,
+                               tokenizer_template: str | None) -> None:
     """Chat template (tokenizer's, else the manifest's named template) and the psyedge.* keys."""
     manifest = model.manifest or {}
     named = manifest.get("template")
@@ -218,7 +221,8 @@ def convert(model_dir: str | Path, out: str | Path, outtype: str = "f16", *, voc
     emb = next((t for t in plan if t.name == "token_embd.weight"), None)
     n_vocab = emb.shape[0] if emb is not None else (model.hparams.vocab_size or 0)
     if emb is not None and model.hparams.vocab_size and model.hparams.vocab_size != n_vocab:
-        log.warning("config vocab_size %d != embedding rows %d: using the rows", model.hparams.vocab_size, n_vocab)
+        log.warning("config vocab_size %d != embedding rows %d: using the rows", model.hparams.vocab_size,
+                    n_vocab)
 
     writer = gguf.GGUFWriter(None, model.spec.name)
     writer.add_type("model")
@@ -265,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outtype", choices=sorted(OUTTYPES), default="f16",
                         help="type of 2-D weights (1-D tensors stay f32); default f16")
     parser.add_argument("--out", type=Path, required=True, help="GGUF file to write")
-    parser.add_argument("--vocab-only", action="store_true", help="write hyper-parameters and vocabulary only")
+    parser.add_argument("--vocab-only", action="store_true",
+                        help="write hyper-parameters and vocabulary only")
     parser.add_argument("--pre-tokenizer", metavar="NAME",
                         help="llama.cpp pre-tokenizer name, for tokenizers the converter does not recognise")
     parser.add_argument("-v", "--verbose", action="store_true")

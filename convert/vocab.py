@@ -112,7 +112,8 @@ def detect_pre_tokenizer(tok: dict[str, Any], override: str | None = None) -> st
 def looks_special(text: str) -> bool:
     """Chat markers written `<|...|>` (ChatML) or `<｜...｜>` (DeepSeek, full-width bars) are
     control tokens even when tokenizer.json does not flag them special, as upstream treats them."""
-    return (text.startswith("<|") and text.endswith("|>")) or (text.startswith("<｜") and text.endswith("｜>"))
+    return ((text.startswith("<|") and text.endswith("|>"))
+            or (text.startswith("<｜") and text.endswith("｜>")))
 
 
 def token_table(tok: dict[str, Any], n_vocab: int) -> tuple[list[str], list[int]]:

@@ -133,8 +133,10 @@ class Tally:
             "inputs": {s: self.inputs[s] for s in sources},
             "dropped": dict(sorted(reasons.items())),
             "dropped_by_source": {s: dict(sorted(self.dropped[s].items())) for s in sources},
-            "avg_turns": {s: round(self.turns[s] / self.kept[s], 3) if self.kept[s] else 0.0 for s in sources},
-            "avg_chars": {s: round(self.chars[s] / self.kept[s], 1) if self.kept[s] else 0.0 for s in sources},
+            "avg_turns": {s: round(self.turns[s] / self.kept[s], 3) if self.kept[s] else 0.0
+                          for s in sources},
+            "avg_chars": {s: round(self.chars[s] / self.kept[s], 1) if self.kept[s] else 0.0
+                          for s in sources},
             "topic_hist": {s: dict(self.topics[s].most_common()) for s in sources},
             "balanced": all(self.inputs[s] == self.kept[s] + sum(self.dropped[s].values()) for s in sources),
         }
@@ -185,8 +187,8 @@ class ShardWriter:
 def _progress(source: str, path: Path, show: bool) -> Iterator[Record | Drop]:
     total = count_inputs(source, path)
     unit = "file" if total is not None else "question"
-    return tqdm(iter_source(source, path), total=total, desc=source, unit=unit, disable=None if show else True,
-                leave=False)
+    return tqdm(iter_source(source, path), total=total, desc=source, unit=unit,
+                disable=None if show else True, leave=False)
 
 
 def run(inputs: dict[str, Path | None], data_dir: Path, progress: bool = True,
@@ -252,14 +254,16 @@ def run(inputs: dict[str, Path | None], data_dir: Path, progress: bool = True,
     atomic_write_json(layout.stats_min, stats_min)
     plot_topics(stats["topic_hist"], processed / "topic_hist.png")
     if not (stats["balanced"] and stats_min["balanced"]):  # an invariant of this module, not a user error
-        log.error("accounting mismatch: inputs != kept + dropped (stats.json inputs/by_source/dropped_by_source)")
+        log.error("accounting mismatch: inputs != kept + dropped (stats.json "
+                  "inputs/by_source/dropped_by_source)")
     return {"stats": stats, "stats_min": stats_min}
 
 
 #: Fonts with Chinese glyphs, by family name and by file name (matplotlib's font cache may predate
 #: a font installed later, so files are looked up too).
 CJK_FONTS: tuple[str, ...] = ("Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
-                              "Source Han Sans SC", "SimHei", "Microsoft YaHei", "PingFang SC", "Droid Sans Fallback")
+                              "Source Han Sans SC", "SimHei", "Microsoft YaHei", "PingFang SC",
+                              "Droid Sans Fallback")
 CJK_FONT_FILES: tuple[str, ...] = ("wqy-microhei", "wqy-zenhei", "notosanscjk", "sourcehansans", "simhei",
                                    "droidsansfallback")
 
@@ -312,7 +316,8 @@ def plot_topics(topic_hist: dict[str, dict[str, int]], out: Path, top: int = 20)
             fig.savefig(fh, format="png", dpi=100)
         plt.close(fig)
     if not font:
-        log.warning("no CJK font found: Chinese topic names in %s show as boxes (install fonts-wqy-microhei)", out)
+        log.warning("no CJK font found: Chinese topic names in %s show as boxes (install fonts-wqy-microhei)",
+                    out)
 
 
 def resolve_inputs(args: argparse.Namespace) -> dict[str, Path | None]:
@@ -326,12 +331,13 @@ def resolve_inputs(args: argparse.Namespace) -> dict[str, Path | None]:
         path = Path(value) if value is not None else DEFAULT_INPUTS[source]
         want_dir = source != "psyqa"
         if not path.exists():
+            wanted = ("folder of " + ("case_*.txt" if source == "cpsycound" else "topic folders") if want_dir
+                      else "PsyQA JSON file")
             raise FileNotFoundError(f"--{source} {path}: no such {'folder' if want_dir else 'file'}; "
-                                    f"pass the {'folder of ' + ('case_*.txt' if source == 'cpsycound' else 'topic folders') if want_dir else 'PsyQA JSON file'}"
-                                    " or \"\" to skip this source")
+                                    f"pass the {wanted} or \"\" to skip this source")
         if want_dir != path.is_dir():
-            raise FileNotFoundError(f"--{source} {path}: expected a {'folder' if want_dir else 'file'}, got a "
-                                    f"{'file' if want_dir else 'folder'}")
+            raise FileNotFoundError(f"--{source} {path}: expected a {'folder' if want_dir else 'file'}, "
+                                    f"got a {'file' if want_dir else 'folder'}")
         out[source] = path
     return out
 
@@ -339,14 +345,15 @@ def resolve_inputs(args: argparse.Namespace) -> dict[str, Path | None]:
 def summary(result: dict[str, Any], data_dir: Path) -> str:
     """The short report printed at the end of a run."""
     stats, small = result["stats"], result["stats_min"]
-    lines = [f"{'source':<10} {'inputs':>7} {'kept':>6} {'dropped':>8} {'avg turns':>9} {'student':>8}  drop reasons"]
+    lines = [f"{'source':<10} {'inputs':>7} {'kept':>6} {'dropped':>8} {'avg turns':>9} {'student':>8}  drop "
+             "reasons"]
     for s in stats["by_source"]:
         reasons = ", ".join(f"{k}={v}" for k, v in stats["dropped_by_source"][s].items()) or "-"
         lines.append(f"{s:<10} {stats['inputs'][s]:>7} {stats['by_source'][s]:>6} "
                      f"{sum(stats['dropped_by_source'][s].values()):>8} {stats['avg_turns'][s]:>9} "
                      f"{small['by_source'][s]:>8}  {reasons}")
-    lines.append(f"total kept {stats['total']}, student subset {small['total']} in {small['shards']} shard(s); "
-                 f"PII replaced: {sum(stats['pii_replaced'].values())}; {stats['seconds']} s")
+    lines.append(f"total kept {stats['total']}, student subset {small['total']} in {small['shards']} "
+                 f"shard(s); PII replaced: {sum(stats['pii_replaced'].values())}; {stats['seconds']} s")
     lines.append(f"outputs: {data_dir / 'processed'} and {data_dir / 'labeling'}")
     return "\n".join(lines)
 
@@ -370,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not any(inputs.values()):
-        print("error: every source was skipped (all three options are \"\"): nothing to clean", file=sys.stderr)
+        print("error: every source was skipped (all three options are \"\"): nothing to clean",
+              file=sys.stderr)
         return 2
     try:
         result = run(inputs, args.data_dir, progress=not args.no_progress, shard_lines=args.shard_lines)

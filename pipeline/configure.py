@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.io import atomic_write_text
-from pipeline.providers.config import PROVIDERS
+from pipeline.labeling.config import PROVIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 _LINE = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*) := ?(?P<value>.*)$")

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.labeling.config import LabelConfig
+from pipeline.labeling.records import Usage
 from pipeline.layout import Layout
-from pipeline.providers.base import Usage
-from pipeline.providers.config import LabelConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class CostReport:
         return {
             "provider": self.provider, "model": self.model, "samples": self.samples,
             "requests": self.usage.calls,
-            "tokens": {"input": self.usage.input, "output": self.usage.output, "thinking": self.usage.thinking},
+            "tokens": {"input": self.usage.input, "output": self.usage.output,
+                       "thinking": self.usage.thinking},
             "avg_input_tokens_per_request": round(self.usage.input / calls, 1) if self.usage.calls else 0.0,
             "price_per_million_usd": self.price_per_million, "batch_discount": self.batch_discount,
             "cost_usd": self.cost_usd(),
@@ -93,7 +94,8 @@ class CostReport:
         d = self.to_dict()
         t = d["tokens"]
         return (f"cost {self.provider}/{self.model}: {d['requests']} requests, tokens in {t['input']:,} "
-                f"out {t['output']:,} thinking {t['thinking']:,} (avg in/request {d['avg_input_tokens_per_request']}), "
+                f"out {t['output']:,} thinking {t['thinking']:,} (avg in/request "
+                f"{d['avg_input_tokens_per_request']}), "
                 f"${d['cost_usd']['total']:.4f}" + (f" after batch discount x{self.batch_discount}"
                                                      if self.batch_discount != 1 else ""))
 

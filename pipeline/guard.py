@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from pipeline.io import file_sha256, read_jsonl
+from pipeline.labeling.journal import label_journals, read_rows
 from pipeline.layout import Layout
-from pipeline.providers.journal import label_journals, read_rows
 from pipeline.stamp import read_stamp, update_stamp
 from pipeline.teacher import TeacherDir, adopt_shared_layout, teacher_dirs
 

@@ -9,6 +9,7 @@ reader cannot disagree on a name (they did: the shard name was written out in fo
       processed/unified.jsonl, unified_min.jsonl, dropped.jsonl, stats.json, stats_min.json
       labeling/input_part_0001.jsonl ...          (the shards)
       labeling/results/<teacher>/input_part_0001.jsonl, dataset.jsonl, failed.jsonl, cost.json
+      labeling/review/queue.jsonl ...              (the human review queue)
       datasets/sft_student_mental.jsonl
 """
 
@@ -68,6 +69,11 @@ class Layout:
         if not self.labeling.is_dir():
             return []
         return sorted(p for p in self.labeling.iterdir() if SHARD_RE.match(p.name))
+
+    @property
+    def review(self) -> Path:
+        """The human review queue `make review` writes (and Label Studio serves)."""
+        return self.labeling / "review"
 
     @property
     def results_root(self) -> Path:

@@ -63,14 +63,18 @@ PUBLIC_NUMBERS: frozenset[str] = frozenset({
 })
 
 PATTERNS: tuple[PiiPattern, ...] = (
-    PiiPattern("email", "[EMAIL]", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
-    PiiPattern("idcard", "[IDCARD]", re.compile(_D + r"\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx]" + _ND), valid=id_checksum_ok),
+    PiiPattern("email", "[EMAIL]",
+               re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
+    PiiPattern("idcard", "[IDCARD]", re.compile(_D + r"\d{6}[ -]?\d{8}[ -]?\d{3}[\dXx]" + _ND),
+               valid=id_checksum_ok),
     PiiPattern("mobile", "[PHONE]", re.compile(
         r"(?:(?:\+|00)86[ -]?|[(（]\+?86[)）][ -]?|" + _D + r")1[3-9](?:[ -]?\d){9}" + _ND)),
     PiiPattern("landline", "[PHONE]", re.compile(
-        _D + r"(?:[(（]0\d{2,3}[)）][ -]?|0\d{2,3}[ -]?)[2-9]\d{6,7}(?:[ -]?(?:转|ext\.?|-)\s?\d{1,5})?" + _ND)),
+        _D + r"(?:[(（]0\d{2,3}[)）][ -]?|0\d{2,3}[ -]?)[2-9]\d{6,7}(?:[ -]?(?:转|ext\.?|-)\s?\d{1,5})?"
+        + _ND)),
     PiiPattern("qq", "[QQ]", re.compile(
-        r"(?:QQ|qq|Qq|扣扣|企鹅)(?:号码|号)?\s*(?:是|为|:|：)?\s*(" + _D + r"[1-9]\d{4,11}" + _ND + r")"), group=1),
+        r"(?:QQ|qq|Qq|扣扣|企鹅)(?:号码|号)?\s*(?:是|为|:|：)?\s*(" + _D + r"[1-9]\d{4,11}" + _ND + r")"),
+               group=1),
     PiiPattern("wechat", "[WECHAT]", re.compile(
         r"(?:微信|weixin|WeChat|wechat|Wechat|VX|vx|Vx|WX|wx|v信|V信|薇信|威信)(?:号码|号|id|ID)?\s*(?:是|为|:|：)?\s*"
         r"([A-Za-z][-_A-Za-z0-9]{5,19})(?![-_A-Za-z0-9])"), group=1),

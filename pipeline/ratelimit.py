@@ -45,7 +45,8 @@ class RateLimiter:
                 wait = max(self._paused_until - now, self._next - now, 0.0)
                 if self.tpm:
                     self._refill(now)
-                    need = min(float(tokens), self.tpm)  # a request larger than the bucket waits for a full one
+                    # a request larger than the bucket waits for a full one
+                    need = min(float(tokens), self.tpm)
                     if self._tokens < need:
                         wait = max(wait, (need - self._tokens) * 60.0 / self.tpm)
                 if wait <= 0:

@@ -3,7 +3,9 @@
     python -m pipeline.review queue --data-dir DIR [--fraction 0.03] [--seed 0]
     python -m pipeline.review apply --data-dir DIR --reviewed FILE
 
-The queue (`DIR/labeling/review/`) holds every sample with `risk_flag != none` (a missed or a
+The queue (`DIR/labeling/review/`) holds first every sample the teacher refused (`blocked.jsonl`:
+it refuses exactly the suicide and self-harm dialogues, so a human must see them whether or not a
+fallback labeled them), then every sample with `risk_flag != none` (a missed or a
 false suicide flag is the costliest error), every sample the teacher had to be re-asked about
 (its first answer was invalid: a sign of a hard case) and a random `fraction` of the rest (to
 estimate the teacher's error rate on ordinary samples; chosen by a hash of id and seed, so the
@@ -33,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import read_jsonl, write_jsonl
-from pipeline.providers.journal import SHARD_RE
+from pipeline.labeling.journal import BLOCKED_FILE
+from pipeline.layout import Layout
 from psyedge.contract import FIELDS, LABEL_SCHEMA, allowed_values, validate
 from psyedge.errors import LabelError
 from psyedge.prompt import ROLE_NAMES
@@ -55,7 +58,8 @@ def load_corrections(results_dir: Path) -> dict[str, dict[str, Any]]:
     return {row["id"]: row for row in read_jsonl(path)}
 
 
-def apply_corrections(rows: Iterable[dict[str, Any]], corrections: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def apply_corrections(rows: Iterable[dict[str, Any]],
+                      corrections: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Rows with human labels taking precedence; idempotent (re-applying gives the same rows)."""
     for row in rows:
         row = dict(row)
@@ -65,10 +69,11 @@ def apply_corrections(rows: Iterable[dict[str, Any]], corrections: dict[str, dic
         fix = corrections.get(row["id"])
         if fix is None:
             row.update(teacher)
-            row["label_source"] = "teacher"
+            row["label_source"] = row.get("provenance", "teacher")  # or fallback:<teacher>
         else:
             row.update({k: fix[k] for k in FIELDS})
-            row.update({"teacher_labels": teacher, "label_source": "human", "reviewed_by": fix.get("reviewer"),
+            row.update({"teacher_labels": teacher, "label_source": "human",
+                        "reviewed_by": fix.get("reviewer"),
                         "reviewed_at": fix.get("reviewed_at"), "reviewed_from": fix.get("reviewed_from")})
             if fix.get("note"):
                 row["review_note"] = fix["note"]
@@ -94,19 +99,19 @@ def review_reasons(row: dict[str, Any], fraction: float, seed: int) -> list[str]
     return reasons
 
 
-def _conversations(labeling_dir: Path) -> dict[str, dict[str, Any]]:
+def _conversations(layout: Layout) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(labeling_dir.iterdir()):
-        if SHARD_RE.match(path.name):
-            for rec in read_jsonl(path):
-                if isinstance(rec, dict) and "id" in rec:
-                    out.setdefault(rec["id"], rec)
+    for path in layout.shards():
+        for rec in read_jsonl(path):
+            if isinstance(rec, dict) and "id" in rec:
+                out.setdefault(rec["id"], rec)
     return out
 
 
 def dialogue_text(conversation: list[dict[str, Any]]) -> str:
     """The conversation as a reviewer reads it (the same role names the teacher saw)."""
-    return "\n".join(f"{ROLE_NAMES.get(t.get('role'), t.get('role'))}：{t.get('text', '')}" for t in conversation)
+    return "\n".join(f"{ROLE_NAMES.get(t.get('role'), t.get('role'))}：{t.get('text', '')}"
+                     for t in conversation)
 
 
 def label_studio_config() -> str:
@@ -116,45 +121,78 @@ def label_studio_config() -> str:
         choices = "".join(f'<Choice value="{v}"/>' for v in allowed_values(name))
         desc = LABEL_SCHEMA["properties"][name].get("description", "")
         blocks.append(f'  <Header value="{name} ({desc})"/>\n'
-                      f'  <Choices name="{name}" toName="dialogue" choice="single" required="true">{choices}</Choices>')
-    return ('<View>\n  <Text name="dialogue" value="$dialogue"/>\n  <Text name="why" value="$reasons"/>\n'
+                      f'  <Choices name="{name}" toName="dialogue" choice="single" '
+                      f'required="true">{choices}</Choices>')
+    # The teacher's quotes (evidence mode) arrive as highlighted spans of the dialogue.
+    evidence = ('  <Labels name="evidence" toName="dialogue">'
+                '<Label value="evidence" background="#ffe08a"/></Labels>\n')
+    return ('<View>\n' + evidence + '  <Text name="dialogue" value="$dialogue"/>\n'
+            '  <Text name="why" value="$reasons"/>\n'
             + "\n".join(blocks) + '\n  <TextArea name="note" toName="dialogue" rows="2"/>\n</View>\n')
 
 
 def label_studio_task(item: dict[str, Any]) -> dict[str, Any]:
-    result = [{"from_name": k, "to_name": "dialogue", "type": "choices", "value": {"choices": [str(item["labels"][k])]}}
+    """One import task; a sample nobody labeled (refused, no fallback) has no prediction."""
+    task: dict[str, Any] = {"data": {"sample_id": item["id"], "dialogue": item["dialogue"],
+                                     "reasons": ", ".join(item["reasons"])}, "predictions": []}
+    if item["labels"] is None:
+        return task
+    result = [{"from_name": k, "to_name": "dialogue", "type": "choices",
+               "value": {"choices": [str(item["labels"][k])]}}
               for k in FIELDS]
-    return {"data": {"sample_id": item["id"], "dialogue": item["dialogue"], "reasons": ", ".join(item["reasons"])},
-            "predictions": [{"model_version": f"{item['model']}@{item['prompt_version']}",
-                             "score": round(1.0 / (1 + int(item.get("reasks", 0) or 0)), 3), "result": result}]}
+    for quote in item.get("evidence") or []:
+        start = item["dialogue"].find(quote)
+        if start >= 0:  # a checked quote is in the normalised turn the teacher read: found
+            # here unless normalising changed that stretch of the raw text (then not shown)
+            result.append({"from_name": "evidence", "to_name": "dialogue", "type": "labels",
+                           "value": {"start": start, "end": start + len(quote), "text": quote,
+                                     "labels": ["evidence"]}})
+    task["predictions"] = [{"model_version": f"{item['model']}@{item['prompt_version']}",
+                            "score": round(1.0 / (1 + int(item.get("reasks", 0) or 0)), 3), "result": result}]
+    return task
+
+
+def _blocked_reasons(results: Path) -> dict[str, list[str]]:
+    """id -> ["blocked:<why>"] for every refusal of the teacher (`blocked.jsonl`, may be absent)."""
+    path = results / BLOCKED_FILE
+    rows = read_jsonl(path) if path.exists() else []
+    return {r["id"]: [f"blocked:{r.get('block_reason') or r.get('finish_reason') or 'empty'}"]
+            for r in rows}
 
 
 def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
                 results: Path | None = None) -> dict[str, int]:
-    labeling = data_dir / "labeling"
-    dataset = (results or labeling / "results") / "dataset.jsonl"
+    layout = Layout(data_dir)
+    results = results or layout.results()
+    dataset = results / "dataset.jsonl"
     if not dataset.exists():
         raise ReviewError(f"{dataset} does not exist: run `make label` first")
-    convs = _conversations(labeling)
+    convs = _conversations(layout)
+    blocked = _blocked_reasons(results)
+    rows = {r["id"]: r for r in read_jsonl(dataset)}
     queue = []
-    for row in read_jsonl(dataset):
-        reasons = review_reasons(row, fraction, seed)
+    for sid in [*blocked, *(i for i in rows if i not in blocked)]:
+        row = rows.get(sid) or {"id": sid, "provider": None, "model": None, "prompt_version": None}
+        reasons = blocked.get(sid, []) + (review_reasons(row, fraction, seed) if sid in rows else [])
         if not reasons:
             continue
         conv = convs.get(row["id"], {}).get("conversation", [])
-        queue.append({"id": row["id"], "reasons": reasons, "labels": {k: row[k] for k in FIELDS},
+        labels = {k: row[k] for k in FIELDS} if sid in rows else None
+        queue.append({"id": row["id"], "reasons": reasons, "labels": labels,
                       "label_source": row.get("label_source", "teacher"), "provider": row.get("provider"),
                       "model": row.get("model"), "prompt_version": row.get("prompt_version"),
                       "reasks": row.get("reasks", 0), "source": row.get("source"), "topic": row.get("topic"),
-                      "conversation": conv, "dialogue": dialogue_text(conv)})
-    out = labeling / "review"
+                      "evidence": row.get("evidence"), "conversation": conv,
+                      "dialogue": dialogue_text(conv)})
+    out = layout.review
     write_jsonl(out / "queue.jsonl", queue)
     with_tasks = [label_studio_task(q) for q in queue]
     from pipeline.io import atomic_write_json, atomic_write_text
 
     atomic_write_json(out / "label_studio_tasks.json", with_tasks)
     atomic_write_text(out / "label_studio_config.xml", label_studio_config())
-    counts = {"queued": len(queue), "risk": sum(any(r.startswith("risk") for r in q["reasons"]) for q in queue),
+    counts = {"queued": len(queue), "blocked": len(blocked),
+              "risk": sum(any(r.startswith("risk") for r in q["reasons"]) for q in queue),
               "reasked": sum(any(r.startswith("reasked") for r in q["reasons"]) for q in queue),
               "random": sum("random" in q["reasons"] for q in queue)}
     print(f"review queue: {counts} -> {out}/queue.jsonl, {out}/label_studio_tasks.json "
@@ -173,7 +211,8 @@ def _coerce(field: str, value: Any) -> Any:
 
 def _from_label_studio(tasks: Any, path: Path) -> list[dict[str, Any]]:
     if not isinstance(tasks, list):
-        raise ReviewError(f"{path}: a Label Studio export is a JSON list of tasks, got {type(tasks).__name__}")
+        raise ReviewError(f"{path}: a Label Studio export is a JSON list of tasks, got "
+                          f"{type(tasks).__name__}")
     out = []
     for n, task in enumerate(tasks):
         sid = (task.get("data") or {}).get("sample_id")
@@ -226,7 +265,7 @@ def read_reviewed(path: Path) -> list[dict[str, Any]]:
 
 
 def apply_reviewed(data_dir: Path, reviewed: Path, results: Path | None = None) -> dict[str, int]:
-    results = results or data_dir / "labeling" / "results"
+    results = results or Layout(data_dir).results()
     dataset = results / "dataset.jsonl"
     if not dataset.exists():
         raise ReviewError(f"{dataset} does not exist: run `make label` first")
@@ -239,9 +278,11 @@ def apply_reviewed(data_dir: Path, reviewed: Path, results: Path | None = None) 
         where = f"{reviewed} {fix.pop('_where')}"
         sid = fix.get("id")
         if sid not in known:
-            raise ReviewError(f"{where}: id {sid!r} is not in {dataset}; was the queue made from another run?")
+            raise ReviewError(f"{where}: id {sid!r} is not in {dataset}; was the queue made from another "
+                              "run?")
         teacher = known[sid].get("teacher_labels") or {k: known[sid][k] for k in FIELDS}
-        labels = {k: fix.get(k, teacher[k]) for k in FIELDS}  # a field the reviewer left alone keeps the teacher's
+        # a field the reviewer left alone keeps the teacher's
+        labels = {k: fix.get(k, teacher[k]) for k in FIELDS}
         try:
             validate(labels)
         except LabelError as exc:
@@ -271,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("queue", help="write the review queue (JSONL + Label Studio import)")
     q.add_argument("--data-dir", required=True, type=Path)
     q.add_argument("--results-dir", type=Path, help=RESULTS_HELP)
-    q.add_argument("--fraction", type=float, default=0.03, help="random share of the rest to review (default 3%%)")
+    q.add_argument("--fraction", type=float, default=0.03,
+                   help="random share of the rest to review (default 3%%)")
     q.add_argument("--seed", type=int, default=0)
     a = sub.add_parser("apply", help="merge reviewed labels into dataset.jsonl")
     a.add_argument("--data-dir", required=True, type=Path)

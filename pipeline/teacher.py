@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.io import atomic_write_text, write_jsonl
-from pipeline.providers.config import ConfigError, load_config
-from pipeline.providers.journal import RunKey, label_journals, read_rows
-from psyedge.contract import CONTRACT_VERSION
-from psyedge.prompt import prompt_hash
+from pipeline.labeling.config import ConfigError, load_config, run_key
+from pipeline.labeling.journal import label_journals, read_rows
+from pipeline.labeling.records import RunKey
 
 #: Providers whose labels cost nothing to remake (offline, deterministic): rebuilt freely.
 FREE_PROVIDERS: frozenset[str] = frozenset({"rules"})
@@ -55,10 +54,11 @@ def folder_name(key: RunKey) -> str:
     )
 
 
-def resolve(config: Path, provider: str, model: str | None) -> RunKey:
-    """The identity `make label PROVIDER=... MODEL=...` labels under (model default: config)."""
-    cfg = load_config(config, provider, model)
-    return RunKey(cfg.provider, cfg.model, prompt_hash(), CONTRACT_VERSION)
+def resolve(config: Path, provider: str, model: str | None, mode: str | None = None) -> RunKey:
+    """The identity `make label PROVIDER=... MODEL=... LABEL_MODE=...` labels under (defaults:
+    the config's)."""
+    cfg = load_config(config, provider, model, {"label_mode": mode} if mode else None)
+    return run_key(cfg)
 
 
 @dataclass(frozen=True)
@@ -130,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--provider", required=True)
     ap.add_argument("--model", default="")
+    ap.add_argument("--mode", default="", help="label mode (labels | evidence; default: config)")
     ap.add_argument("--config", required=True, type=Path)
     ap.add_argument(
         "--mk", type=Path, help="write a make include here (else print the folder name)"
     )
     args = ap.parse_args(argv)
     try:
-        key = resolve(args.config, args.provider, args.model or None)
+        key = resolve(args.config, args.provider, args.model or None, args.mode or None)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,10 @@ Serves what google-genai 3.6 calls for our use (read from its source, `models.py
 - `GET  /{v1,v1beta}/batches/{id}` -> PENDING/RUNNING, then SUCCEEDED with inlined responses
 It checks the `x-goog-api-key` header, answers deterministic labels derived from the prompt, and
 injects faults chosen by a plan: HTTP 429 with `RetryInfo.retryDelay`, 500, 503, slow replies,
-truncated JSON with `MAX_TOKENS`, an out-of-range integer and an unknown enum. It counts every
+truncated JSON with `MAX_TOKENS`, an out-of-range integer and an unknown enum. With
+`block_risky` it refuses the dialogues in which the SDK lexicon finds risk in the student's
+lines, the three ways Gemini does (`BLOCK_KINDS`), and answers `risk_flag: none` for the rest:
+the teacher the labeling safeguards are built against. It counts every
 request per prompt and sums the `usageMetadata` it returned, so tests can compare the labeler's
 bookkeeping with what the "service" billed. Also serves an OpenAI-style `/v1/chat/completions`
 for the `openai` provider.
@@ -28,7 +31,13 @@ from typing import Any
 #: Fault kinds the plan may choose (HTTP-level first, then invalid answers).
 HTTP_FAULTS = ("429", "500", "503", "slow")
 ANSWER_FAULTS = ("truncated", "out_of_range", "unknown_enum")
+#: Evidence mode only: a quote the student never wrote (must be re-asked).
+EVIDENCE_FAULTS = ("fake_quote",)
 FAULTS = HTTP_FAULTS + ANSWER_FAULTS
+
+#: How a refusal looks: the prompt blocked (`promptFeedback.blockReason`, no candidate), a
+#: candidate stopped for SAFETY with no text, or an empty text with finishReason STOP.
+BLOCK_KINDS = ("prompt", "finish", "empty")
 
 #: A fault plan: (prompt key, how many requests this prompt had before, is a re-ask) -> fault or None.
 FaultPlan = Callable[[str, int, bool], "str | None"]
@@ -85,14 +94,16 @@ class Stats:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     batches_created: int = 0
     times: list[float] = field(default_factory=list)                 # arrival time of each generateContent
+    blocked: Counter[str] = field(default_factory=Counter)           # prompt key -> refusals sent
 
 
 class FakeGemini:
     """Start with `start()` (returns the base URL), stop with `stop()`; or use as a context manager."""
 
-    def __init__(self, api_key: str = "test-key-123456", latency: float = 0.0, faults: FaultPlan | None = None,
+    def __init__(self, api_key: str = "test-key-123456", latency: float = 0.0,
+                 faults: FaultPlan | None = None,
                  slow_s: float = 1.0, retry_delay: str = "0.05s", batch_polls: int = 1,
-                 echo_key_in_errors: bool = True) -> None:
+                 echo_key_in_errors: bool = True, block_risky: tuple[str, ...] = ()) -> None:
         self.api_key = api_key
         self.latency = latency
         self.faults = faults
@@ -100,8 +111,9 @@ class FakeGemini:
         self.retry_delay = retry_delay
         self.batch_polls = batch_polls      # GETs answered RUNNING before a job succeeds
         self.echo_key_in_errors = echo_key_in_errors
+        self.block_risky = block_risky      # refusal kinds for risky dialogues, chosen by hash
         self.stats = Stats()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entered: the batch path answers under it
         self.jobs: dict[str, dict[str, Any]] = {}
         self._server: ThreadingHTTPServer | None = None
 
@@ -146,14 +158,26 @@ class FakeGemini:
                 self.stats.faults[fault] += 1
         return n, fault
 
-    def answer(self, contents: list[dict[str, Any]], model: str, fault: str | None, key: str) -> dict[str, Any]:
+    def answer(self, contents: list[dict[str, Any]], model: str, fault: str | None,
+               key: str) -> dict[str, Any]:
         """A generateContent response body for `contents` (fault applied to the answer)."""
         labels = expected_labels(key)
+        if self.block_risky:
+            kind = self.block_risky[_h("block", key) % len(self.block_risky)]
+            if student_risk(contents[0]["parts"][0]["text"]) != "none":
+                with self.lock:
+                    self.stats.blocked[key] += 1
+                return refusal(kind, contents)
+            labels["risk_flag"] = "none"
         if fault == "out_of_range":
             labels["depression_level"] = 7
         elif fault == "unknown_enum":
             labels["risk_flag"] = "maybe"
-        text = json.dumps(labels, separators=(",", ":"))
+        prompt = contents[0]["parts"][0]["text"]
+        if EVIDENCE_MARK in prompt:  # the evidence mode: quotes of the student's lines
+            quotes = [line[:12] for line in student_lines(prompt)][:2]
+            labels["evidence"] = ["我从来没有说过这句话"] if fault == "fake_quote" else quotes
+        text = json.dumps(labels, ensure_ascii=False, separators=(",", ":"))
         finish = "STOP"
         if fault == "truncated":
             text, finish = text[: len(text) // 2], "MAX_TOKENS"
@@ -161,7 +185,8 @@ class FakeGemini:
         usage = {"promptTokenCount": prompt_chars // 2 + 1, "candidatesTokenCount": len(text) // 3 + 1,
                  "thoughtsTokenCount": 2}
         usage["totalTokenCount"] = sum(usage.values())
-        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish,
+        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                "finishReason": finish,
                                 "index": 0}], "usageMetadata": usage, "modelVersion": model}
 
     def bill(self, body: dict[str, Any], delivered: bool = True) -> None:
@@ -177,6 +202,46 @@ class FakeGemini:
         details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": self.retry_delay}] \
             if code == 429 else []
         return {"error": {"code": code, "message": message, "status": status, "details": details}}
+
+
+#: How the fake tells an evidence-mode prompt (the SDK's request for quotes names the field).
+EVIDENCE_MARK = '"evidence"'
+
+
+def student_lines(prompt: str) -> list[str]:
+    """The student's turns in the transcript of an SDK prompt."""
+    from psyedge.prompt import ROLE_NAMES
+
+    mark = ROLE_NAMES["user"] + "："
+    return [line[len(mark):] for line in prompt.splitlines() if line.startswith(mark)]
+
+
+def student_risk(prompt: str) -> str:
+    """The lexicon's flag for the student's lines of an SDK prompt (the instruction itself names
+    the risk classes, so only transcript lines of the student count)."""
+    from psyedge.contract import most_severe
+    from psyedge.lexicon import lexicon_risk
+
+    return most_severe({lexicon_risk(line) for line in student_lines(prompt)})
+
+
+_RATINGS = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+            {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]
+
+
+def refusal(kind: str, contents: list[dict[str, Any]]) -> dict[str, Any]:
+    """A generateContent body refusing the prompt in one of the `BLOCK_KINDS`."""
+    prompt_chars = sum(len(p.get("text", "")) for c in contents for p in c.get("parts", []))
+    usage = {"promptTokenCount": prompt_chars // 2 + 1, "totalTokenCount": prompt_chars // 2 + 1}
+    if kind == "prompt":
+        return {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": _RATINGS},
+                "usageMetadata": usage}
+    parts = [{"text": ""}] if kind == "empty" else []
+    cand: dict[str, Any] = {"content": {"role": "model", "parts": parts},
+                            "finishReason": "STOP" if kind == "empty" else "SAFETY", "index": 0}
+    if kind == "finish":
+        cand["safetyRatings"] = _RATINGS
+    return {"candidates": [cand], "usageMetadata": usage}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -216,7 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         m = _BATCH.match(self.path.split("?")[0])
         if not m or m.group(2) not in fake.jobs:
-            self._send(404, {"error": {"code": 404, "message": f"no such batch {self.path}", "status": "NOT_FOUND"}})
+            self._send(404,
+                       {"error": {"code": 404, "message": f"no such batch {self.path}",
+                                  "status": "NOT_FOUND"}})
             return
         job = fake.jobs[m.group(2)]
         with fake.lock:
@@ -249,13 +316,15 @@ class _Handler(BaseHTTPRequestHandler):
                 job_id = f"job{fake.stats.batches_created:04d}"
                 reqs = body["batch"]["inputConfig"]["requests"]["requests"]
                 fake.jobs[job_id] = {"id": job_id, "model": m.group(2), "requests": reqs, "polls": 0,
-                                     "state": "BATCH_STATE_PENDING", "display": body["batch"].get("displayName")}
+                                     "state": "BATCH_STATE_PENDING",
+                                     "display": body["batch"].get("displayName")}
             self._send(200, _batch_resource(fake.jobs[job_id]))
             return
         if m and m.group(3) == "generateContent":
             self._generate(body, m.group(2))
             return
-        self._send(404, {"error": {"code": 404, "message": f"unknown path {self.path}", "status": "NOT_FOUND"}})
+        self._send(404,
+                   {"error": {"code": 404, "message": f"unknown path {self.path}", "status": "NOT_FOUND"}})
 
     def _generate(self, body: dict[str, Any], model: str) -> None:
         fake = self.server_fake
@@ -291,15 +360,19 @@ class _Handler(BaseHTTPRequestHandler):
         if fault in ("429", "500", "503"):
             self._send(int(fault), {"error": {"message": f"injected {fault}"}})
             return
-        reply = fake.answer([{"parts": [{"text": m["content"]}]} for m in msgs], body.get("model", ""), fault, key)
+        reply = fake.answer([{"parts": [{"text": m["content"]}]} for m in msgs], body.get("model", ""), fault,
+                            key)
         u = reply["usageMetadata"]
         cand = reply["candidates"][0]
         fake.bill(reply)
-        self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": cand["content"]["parts"][0]["text"]},
-                                      "finish_reason": "length" if cand["finishReason"] == "MAX_TOKENS" else "stop"}],
+        self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                              "content": cand["content"]["parts"][0]["text"]},
+                                      "finish_reason": ("length" if cand["finishReason"] == "MAX_TOKENS"
+                                                        else "stop")}],
                          "usage": {"prompt_tokens": u["promptTokenCount"],
                                    "completion_tokens": u["candidatesTokenCount"] + u["thoughtsTokenCount"],
-                                   "completion_tokens_details": {"reasoning_tokens": u["thoughtsTokenCount"]}}})
+                                   "completion_tokens_details":
+                                       {"reasoning_tokens": u["thoughtsTokenCount"]}}})
 
 
 def _run_batch(fake: FakeGemini, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -318,22 +391,24 @@ def _run_batch(fake: FakeGemini, job: dict[str, Any]) -> list[dict[str, Any]]:
         if fault:
             fake.stats.faults[fault] += 1
         if fault in HTTP_FAULTS:
-            out.append({"error": {"code": 13, "message": f"injected row fault {fault}"}, "metadata": item.get("metadata")})
+            out.append({"error": {"code": 13, "message": f"injected row fault {fault}"},
+                        "metadata": item.get("metadata")})
             continue
         reply = fake.answer(contents, job["model"], fault, key)
         u = reply["usageMetadata"]
-        fake.stats.usage["input"] += u["promptTokenCount"]
-        fake.stats.usage["output"] += u["candidatesTokenCount"]
-        fake.stats.usage["thinking"] += u["thoughtsTokenCount"]
+        fake.stats.usage["input"] += u.get("promptTokenCount", 0)
+        fake.stats.usage["output"] += u.get("candidatesTokenCount", 0)
+        fake.stats.usage["thinking"] += u.get("thoughtsTokenCount", 0)
         fake.stats.usage["calls"] += 1
         out.append({"response": reply, "metadata": item.get("metadata")})
     return out
 
 
 def _batch_resource(job: dict[str, Any]) -> dict[str, Any]:
-    meta: dict[str, Any] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
-                            "model": f"models/{job['model']}", "displayName": job.get("display"),
-                            "state": job["state"], "name": f"batches/{job['id']}"}
+    meta: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+        "model": f"models/{job['model']}", "displayName": job.get("display"),
+        "state": job["state"], "name": f"batches/{job['id']}"}
     if job.get("output") is not None:
         meta["output"] = {"inlinedResponses": {"inlinedResponses": job["output"]}}
     res: dict[str, Any] = {"name": f"batches/{job['id']}", "metadata": meta}

@@ -50,7 +50,8 @@ def test_make_demo_chain_produces_every_artifact(tmp_path: Path) -> None:
     data, models, reports = tmp_path / "data", tmp_path / "models", tmp_path / "reports"
     variables = {**{k: str(v) for k, v in inputs.items()},
                  "DATA_DIR": str(data), "MODELS_DIR": str(models), "REPORTS_DIR": str(reports)}
-    cmd = ["make", "--no-print-directory", "-C", str(ROOT), "demo", *(f"{k}={v}" for k, v in variables.items())]
+    cmd = ["make", "--no-print-directory", "-C", str(ROOT), "demo",
+           *(f"{k}={v}" for k, v in variables.items())]
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env["PSYEDGE_CONFIG"] = str(tmp_path / "config.mk")  # not the checkout's own `make configure`
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
@@ -73,7 +74,8 @@ def test_make_demo_chain_produces_every_artifact(tmp_path: Path) -> None:
     labels = _jsonl(data / "labeling" / "results" / rules / "dataset.jsonl")
     assert sorted(r["id"] for r in labels) == sorted(r["id"] for r in student)
     for row in labels:
-        validate({k: row[k] for k in ("depression_level", "anxiety_level", "risk_flag", "student_distress_score")})
+        validate({k: row[k] for k in ("depression_level", "anxiety_level", "risk_flag",
+                                      "student_distress_score")})
 
     # 3. sft: one record per labeled sample.
     sft = _jsonl(data / "datasets" / "sft_student_mental.jsonl")

@@ -9,7 +9,9 @@ plus one (logits at t predict token t+1). Position ids are counted from each row
 token, so a left-padded row sees exactly the positions it would see alone.
 
 The loss equals the usual masked cross-entropy over the answer tokens (the tests check it against
-the full-logits loss on the tiny model).
+the full-logits loss on the tiny model). With `risk_weight` w > 1 it is a weighted mean instead:
+the tokens of the risk_flag value count w times (`training.examples.value_mask`), so the
+one choice where a miss is the worst failure is not drowned by ~30 tokens of JSON.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ class LeftPadCollator:
     """Left-pads a batch and says how many trailing logits the loss needs (`keep`)."""
 
     pad_token_id: int
+    risk_weight: float = 1.0  # loss weight of the risk_flag value's tokens (1 = plain mean)
 
     def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
         import torch
 
         width = max(len(ex["input_ids"]) for ex in batch)
-        ids, labels, mask = [], [], []
+        ids, labels, mask, risk = [], [], [], []
         keep = 1
         for ex in batch:
             n = len(ex["input_ids"])
@@ -39,14 +42,22 @@ class LeftPadCollator:
             ids.append([self.pad_token_id] * (width - n) + ex["input_ids"])
             labels.append([IGNORE_INDEX] * (width - n) + ex["labels"])
             mask.append([0] * (width - n) + [1] * n)
+            risk.append([0] * (width - n) + ex.get("risk_mask", [0] * n))
         attention = torch.tensor(mask)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                "attention_mask": attention, "position_ids": positions, "keep": keep}
+        out = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+               "attention_mask": attention, "position_ids": positions, "keep": keep}
+        if self.risk_weight != 1.0:
+            out["weights"] = 1.0 + (self.risk_weight - 1.0) * torch.tensor(risk, dtype=torch.float32)
+        return out
 
 
 def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
-    """Mean cross-entropy over the answer tokens, from the last `keep` positions' logits only."""
+    """Cross-entropy over the answer tokens, from the last `keep` positions' logits only.
+
+    A plain mean, or with `weights` in the batch (LeftPadCollator's risk_weight) the weighted
+    mean sum(w * ce) / sum(w) over the answer tokens.
+    """
     import torch.nn.functional as F
 
     keep = int(batch["keep"])
@@ -54,8 +65,13 @@ def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
                 position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False)
     logits = out.logits[:, :-1, :].float()          # [B, keep-1, V]: predict the next token
     targets = batch["labels"][:, -(keep - 1):]      # [B, keep-1]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    if "weights" not in batch:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX)
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
+                         reduction="none")           # [B, keep-1]; 0 where ignored
+    weights = batch["weights"][:, -(keep - 1):] * (targets != IGNORE_INDEX)
+    return (ce * weights).sum() / weights.sum()
 
 
 def answer_loss_trainer():  # -> type[transformers.Trainer] (imported lazily: heavy)

@@ -38,6 +38,8 @@ class TrainConfig:
     upcast_layernorm: bool = True       # norms in fp32 for stable 4-bit training
     gradient_checkpointing: bool = True
     answer_only_logits: bool = False    # output layer at answer positions only (big vocab)
+    risk_loss_weight: float = 1.0       # loss weight of the risk_flag value's tokens (answer_loss)
+    prior_value_dropout: float = 0.0    # share of train examples with wrong earlier values (examples)
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -50,6 +52,7 @@ class TrainConfig:
     learning_rate: float = 1.0e-4
     epochs: float = 3.0
     max_steps: int = -1                 # > 0 stops earlier than `epochs`
+    group_by_length: bool = False       # batches of similar length: less padding, same examples
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
@@ -79,7 +82,15 @@ class TrainConfig:
         if self.learning_rate <= 0 or (self.epochs <= 0 and self.max_steps <= 0):
             problems.append("learning_rate and epochs (or max_steps) must be positive")
         if self.save_steps % self.eval_steps and self.eval_steps % self.save_steps:
-            problems.append(f"save_steps {self.save_steps} and eval_steps {self.eval_steps} should divide one another")
+            problems.append(f"save_steps {self.save_steps} and eval_steps {self.eval_steps} should divide "
+                            "one another")
+        if not 0.0 <= self.prior_value_dropout < 1.0:
+            problems.append(f"prior_value_dropout must be in [0, 1), got {self.prior_value_dropout}")
+        if self.risk_loss_weight < 1.0:
+            problems.append(f"risk_loss_weight must be >= 1, got {self.risk_loss_weight}")
+        if self.risk_loss_weight != 1.0 and not self.answer_only_logits:
+            problems.append("risk_loss_weight needs answer_only_logits: true (the weighted loss is "
+                            "training.answer_loss)")
         if problems:
             raise ConfigError("; ".join(problems))
 

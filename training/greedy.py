@@ -38,7 +38,8 @@ def greedy_answers(model_dir: Path, conversations: Iterable[Any], template: str 
         if bos:
             ids = [tokenizer.bos_token_id, *ids]
         with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            out = model.generate(torch.tensor([ids]),
+                                 attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                                  max_new_tokens=max_new_tokens, do_sample=False,
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         answers.append(tokenizer.decode(out[0, len(ids):], skip_special_tokens=True))
@@ -49,4 +50,5 @@ def exact_match(answers: Sequence[str], labels: Sequence[dict[str, Any]]) -> flo
     """Share of answers equal to the canonical JSON of their labels."""
     if len(answers) != len(labels):
         raise ValueError(f"{len(answers)} answers for {len(labels)} label sets")
-    return sum(a.strip() == canonical_json(lab) for a, lab in zip(answers, labels, strict=True)) / max(len(labels), 1)
+    return sum(a.strip() == canonical_json(lab) for a,
+               lab in zip(answers, labels, strict=True)) / max(len(labels), 1)

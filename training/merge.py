@@ -28,11 +28,10 @@ from typing import Any
 from pipeline.io import atomic_dir, atomic_write_json, atomic_write_text, file_sha256
 from psyedge.metadata import make_manifest
 from psyedge.prompt import get_template
+from training.adapter_import import ADAPTER_FILES, TRAIN_MANIFEST, AdapterImportError, check_recorded
 
 log = logging.getLogger(__name__)
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-TRAIN_MANIFEST = "psyedge_train.json"  # written by training.train next to the adapter
 #: Tokenizer files copied verbatim from the base (whichever exist).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                    "merges.txt", "tokenizer.model", "added_tokens.json")
@@ -65,6 +64,10 @@ def merge(base_model: Path, adapter: Path, out: Path, template: str | None = Non
     train_info = check_inputs(base_model, adapter)
     template = template or train_info.get("template") or "deepseek-r1"
     tpl = get_template(template)
+    try:
+        check_recorded(train_info, template, adapter / TRAIN_MANIFEST)
+    except AdapterImportError as exc:
+        raise MergeError(str(exc)) from None
     trained_on = train_info.get("base_model")
     if trained_on and Path(trained_on).name != base_model.resolve().name:
         log.warning("adapter was trained on %s but is merged into %s", trained_on, base_model)
@@ -83,12 +86,20 @@ def merge(base_model: Path, adapter: Path, out: Path, template: str | None = Non
             if (base_model / name).is_file():
                 shutil.copyfile(base_model / name, tmp / name)
         _set_chat_template(tmp, tpl.jinja)
-        atomic_write_json(tmp / MANIFEST_NAME, make_manifest(template, base_model.resolve().name,
-                                                             adapter_hash(adapter)))
+        manifest = make_manifest(template, base_model.resolve().name, adapter_hash(adapter))
+        atomic_write_json(tmp / MANIFEST_NAME, {**manifest, "adapter_source": provenance(train_info)})
         if not (tmp / "model.safetensors").is_file():
             raise MergeError(f"expected a single model.safetensors in {tmp}, got {sorted(os.listdir(tmp))}")
     log.info("merged %s + %s -> %s (template %s)", base_model, adapter, out, template)
     return out
+
+
+def provenance(train_info: dict[str, Any]) -> dict[str, Any]:
+    """Where the adapter came from, for the merged manifest: our trainer unless it was imported."""
+    keys = ("trainer", "profile", "imported_from", "imported_at", "recorded", "sft_sha256",
+            "recipe")
+    found = {k: train_info[k] for k in keys if k in train_info}
+    return found or {"trainer": "unknown", "recorded": False}
 
 
 def stored_dtype(model_dir: Path) -> str:
@@ -115,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-model", type=Path, required=True, help="the base the adapter was trained on")
     parser.add_argument("--adapter", type=Path, required=True, help="models/<run>/adapter")
     parser.add_argument("--out", type=Path, required=True, help="models/<run>/merged (replaced whole)")
-    parser.add_argument("--template", help="chat template name (default: the one the adapter was trained with)")
+    parser.add_argument("--template",
+                        help="chat template name (default: the one the adapter was trained with)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -17,7 +17,7 @@ small classes (7 self-harm, 22 violence non-synthetic rows) are represented on b
 
 Labels of the SFT records: `risk_flag` is the human one (README mapping, `PSYSUICIDE_TO_RISK`);
 ambiguous rows (talk about suicide) are left out. The other three fields come from the configured
-teacher, here the offline rules teacher (`pipeline.providers.rules.rule_labels`), recorded as such
+teacher, here the offline rules teacher (`pipeline.labeling.providers.rules.rule_labels`), recorded as such
 in the stats file: they are not human labels.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks.risk_metrics import AMBIGUOUS, RiskRow, load_psysuicide
 from pipeline.io import atomic_write_json, file_sha256, write_jsonl
-from pipeline.providers.rules import rule_labels
+from pipeline.labeling.providers.rules import rule_labels
 from psyedge.contract import canonical_json, most_severe
 from psyedge.prompt import INSTRUCTION, prepare, transcript
 from training.sft import assign_splits
@@ -161,7 +161,7 @@ def build(data: Path, data_dir: Path) -> dict[str, Any]:
              "risk_flags": dict(Counter(json.loads(r["output"])["risk_flag"] for r in records)),
              "label_sources": {"risk_flag": "human (PsySUICIDE classes, README mapping)",
                                "depression_level, anxiety_level, student_distress_score":
-                                   "rules teacher (pipeline.providers.rules), not human"},
+                                   "rules teacher (pipeline.labeling.providers.rules), not human"},
              "holdout_file": HOLDOUT_FILE.name}
     atomic_write_json(out / STATS_NAME, stats)
     return stats

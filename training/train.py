@@ -82,9 +82,9 @@ def preflight(profile: str, base_model: str, data_dir: Path, out: Path, config_p
                          "(e.g. /models/DeepSeek-R1-Distill-Qwen-1.5B)")
     base = Path(base_model).expanduser()
     if not base.is_dir():
-        raise TrainError(f"base model {base} does not exist: set BASE_MODEL to a local Hugging Face model folder "
-                         "(no hub downloads on compute nodes); for the tiny profile run `make train PROFILE=tiny`, "
-                         "which builds models/tiny-base first")
+        raise TrainError(f"base model {base} does not exist: set BASE_MODEL to a local Hugging Face model "
+                         "folder (no hub downloads on compute nodes); for the tiny profile run `make train "
+                         "PROFILE=tiny`, which builds models/tiny-base first")
     if not (base / "config.json").is_file():
         raise TrainError(f"base model {base} has no config.json: point BASE_MODEL at the folder that holds "
                          "config.json, the *.safetensors weights and tokenizer.json")
@@ -145,8 +145,8 @@ def load_model(job: Job, precision: Precision):  # -> peft.PeftModel
     device = {"": int(os.environ.get("LOCAL_RANK", 0))} if precision.device == "cuda" else {"": "cpu"}
     quant = None
     if cfg.quant_4bit:
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=dtype)
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                   bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(job.base_model, quantization_config=quant,
                                                  dtype=dtype, device_map=device)
     model.config.use_cache = False  # the KV cache is useless in training and breaks checkpointing
@@ -191,7 +191,8 @@ def _stop_callback(flag: Path):
 
         def on_step_end(self, args, state, control, **kwargs):
             if self._should_stop():
-                log.warning("checkpoint requested: saving at step %d and stopping for requeue", state.global_step)
+                log.warning("checkpoint requested: saving at step %d and stopping for requeue",
+                            state.global_step)
                 control.should_save = True
                 control.should_training_stop = True
                 self.honoured = True
@@ -220,13 +221,15 @@ def train(job: Job) -> int:
     if cfg.max_train_samples:
         train_recs = train_recs[: cfg.max_train_samples]
     val_recs = list(iter_split(job.data_dir, "validation", cfg.sft_file))
-    train_set = encode_records(tokenizer, train_recs, cfg.template, bos, cfg.max_length)
+    train_set = encode_records(tokenizer, train_recs, cfg.template, bos, cfg.max_length,
+                               prior_dropout=cfg.prior_value_dropout, seed=cfg.seed)
     val_set = encode_records(tokenizer, val_recs, cfg.template, bos, cfg.max_length)
     if not train_set.examples:
         raise TrainError(f"no training examples left in {job.data_dir / SFT_DIR / cfg.sft_file} "
                          f"(dropped {train_set.dropped_too_long} longer than max_length={cfg.max_length})")
-    log.info("examples: %d train, %d validation (dropped for length: %d / %d)", len(train_set.examples),
-             len(val_set.examples), train_set.dropped_too_long, val_set.dropped_too_long)
+    log.info("examples: %d train (%d with wrong earlier values), %d validation (dropped for length: "
+             "%d / %d)", len(train_set.examples), train_set.corrupted, len(val_set.examples),
+             train_set.dropped_too_long, val_set.dropped_too_long)
 
     torch.manual_seed(cfg.seed)
     model = load_model(job, precision)
@@ -239,7 +242,8 @@ def train(job: Job) -> int:
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        lr_scheduler_type=cfg.lr_scheduler, **warmup_arguments(cfg.warmup_ratio), weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler, **warmup_arguments(cfg.warmup_ratio),
+        weight_decay=cfg.weight_decay, **sampling_arguments(cfg.group_by_length),
         bf16=precision.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if evaluate else "no", eval_steps=cfg.eval_steps,
@@ -252,7 +256,8 @@ def train(job: Job) -> int:
     # answer_only_logits: left-padded batches and the output layer at the answer only
     # (training.answer_loss); the same loss, without a 262k-wide layer over every prompt token.
     if cfg.answer_only_logits:
-        trainer_cls, collator = answer_loss_trainer(), LeftPadCollator(pad_id)
+        trainer_cls = answer_loss_trainer()
+        collator = LeftPadCollator(pad_id, risk_weight=cfg.risk_loss_weight)
     else:
         trainer_cls, collator = Trainer, PadCollator(pad_id)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_set.examples,
@@ -277,6 +282,7 @@ def train(job: Job) -> int:
         global_step=trainer.state.global_step, resumed_from_step=_checkpoint_step(last),
         train_examples=len(train_set.examples), eval_examples=len(val_set.examples),
         dropped_too_long=train_set.dropped_too_long + val_set.dropped_too_long,
+        prior_values_corrupted=train_set.corrupted,
         trainable_params=trainable, wall_seconds=round(time.monotonic() - started, 1), **precision.to_dict(),
         first_loss=next((h["loss"] for h in trainer.state.log_history if "loss" in h), None),
         last_loss=next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
@@ -297,16 +303,30 @@ def warmup_arguments(ratio: float) -> dict[str, float]:
     transformers 5 takes a float `warmup_steps` below 1 as a ratio and deprecates
     `warmup_ratio`; transformers 4 reads `warmup_steps` as a step count only.
     """
+    return {"warmup_steps": ratio} if _transformers_major() >= 5 else {"warmup_ratio": ratio}
+
+
+def _transformers_major() -> int:
+    """The installed transformers' major version: 5 renamed several TrainingArguments."""
     import transformers
 
-    major = int(transformers.__version__.split(".", 1)[0])
-    return {"warmup_steps": ratio} if major >= 5 else {"warmup_ratio": ratio}
+    return int(transformers.__version__.split(".", 1)[0])
+
+
+def sampling_arguments(group_by_length: bool) -> dict[str, Any]:
+    """Batches of similar lengths (less padding per step), spelled for the installed transformers:
+    `train_sampling_strategy` from transformers 5, `group_by_length` before it."""
+    if not group_by_length:
+        return {}
+    return ({"train_sampling_strategy": "group_by_length"} if _transformers_major() >= 5
+            else {"group_by_length": True})
 
 
 def _config_yaml(job: Job, precision: Precision) -> str:
     import yaml
 
-    resolved = {"profile": job.profile, "config_file": str(job.config_path), "base_model": str(job.base_model),
+    resolved = {"profile": job.profile, "config_file": str(job.config_path),
+                "base_model": str(job.base_model),
                 "data_dir": str(job.data_dir), **job.config.to_dict(), "resolved": precision.to_dict()}
     return yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
 
@@ -320,7 +340,8 @@ def save_adapter(model: Any, job: Job) -> Path:
     model.save_pretrained(tmp)
     weights = tmp / "adapter_model.safetensors"
     atomic_write_json(tmp / TRAIN_MANIFEST, {
-        "template": job.config.template, "base_model": str(job.base_model), "profile": job.profile,
+        "trainer": "psyedge", "template": job.config.template, "base_model": str(job.base_model),
+        "profile": job.profile,
         "contract_version": CONTRACT_VERSION, "prompt_hash": prompt_hash(),
         "adapter_sha256": file_sha256(weights),
         "sft_sha256": file_sha256(job.data_dir / SFT_DIR / job.config.sft_file),
@@ -339,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="run folder, e.g. models/tiny")
     parser.add_argument("--submit", choices=("local", "slurm"), default="local",
                         help="local: train in this process; slurm: sbatch training/slurm/train_a40.sbatch")
-    parser.add_argument("--config", type=Path, help="a profile YAML to use instead of training/configs/<profile>.yaml")
+    parser.add_argument("--config", type=Path,
+                        help="a profile YAML to use instead of training/configs/<profile>.yaml")
     parser.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
                         help="extra sbatch option (repeatable), e.g. --sbatch-arg=--time=02:00:00")
     args = parser.parse_args(argv)

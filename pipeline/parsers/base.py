@@ -34,7 +34,8 @@ DROP_REASONS: dict[str, str] = {
 #: Replies with no counseling content: acknowledgements and forum noise. Compared after removing
 #: punctuation and spaces, lower-cased. "嗯。", "好的" are the issue's examples.
 FILLER_REPLIES: frozenset[str] = frozenset({
-    "嗯", "嗯嗯", "嗯嗯嗯", "恩", "恩恩", "好", "好的", "好的好的", "好吧", "哦", "噢", "喔", "啊", "呃", "额",
+    "嗯", "嗯嗯", "嗯嗯嗯", "恩", "恩恩", "好", "好的", "好的好的", "好吧", "哦", "噢", "喔", "啊", "呃",
+    "额",
     "是", "是的", "对", "对的", "对对", "明白", "明白了", "了解", "收到", "ok", "okay", "嗯好的", "嗯是的",
     "同问", "顶", "沙发", "路过", "mark", "1", "谢谢", "谢谢你", "加油",
 })
@@ -70,7 +71,8 @@ class Drop:
     index: int | None = None
 
     def __post_init__(self) -> None:
-        assert self.reason in DROP_REASONS, f"unknown drop reason {self.reason!r}; expected one of {list(DROP_REASONS)}"
+        assert self.reason in DROP_REASONS, (f"unknown drop reason {self.reason!r}; "
+                                             f"expected one of {list(DROP_REASONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "path": self.path, "reason": self.reason}
@@ -105,7 +107,8 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
             return data.decode("gb18030"), "gb18030"
         except UnicodeDecodeError:
             raise UndecodableError(
-                f"not UTF-8 (bad byte 0x{data[utf8_exc.start]:02x} at offset {utf8_exc.start}) and not GB18030"
+                f"not UTF-8 (bad byte 0x{data[utf8_exc.start]:02x} at offset {utf8_exc.start}) and not "
+                "GB18030"
             ) from None
 
 

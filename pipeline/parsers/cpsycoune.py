@@ -59,7 +59,8 @@ def parse_file(path: Path, topic: str) -> Record | Drop:
     try:
         items = json.loads(read[0])
     except json.JSONDecodeError as exc:
-        return Drop(SOURCE, str(path), "bad_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}", id=record_id)
+        return Drop(SOURCE, str(path), "bad_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}",
+                    id=record_id)
     return parse_items(items, record_id, topic, str(path))
 
 

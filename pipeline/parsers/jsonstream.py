@@ -109,4 +109,5 @@ def iter_json_items(fh: TextIO, chunk: int = CHUNK) -> Iterator[Any]:
                 fill()
             if pos < len(buf) and buf[pos] not in ",]":
                 line, col = where(pos)
-                raise JsonStreamError(f"expected ',' or ']' after item {count}, got {buf[pos]!r}", line, col, count)
+                raise JsonStreamError(f"expected ',' or ']' after item {count}, got {buf[pos]!r}", line, col,
+                                      count)

@@ -40,7 +40,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 MIN_ANSWER_CHARS = 20
 #: Marks of an advertisement or a redirect; only short answers containing one are noise.
-AD_MARKERS: tuple[str, ...] = ("http://", "https://", "www.", "公众号", "加我微信", "加微信", "私信我", "扫码",
+AD_MARKERS: tuple[str,
+                  ...] = ("http://", "https://", "www.", "公众号", "加我微信", "加微信", "私信我", "扫码",
                                "关注我", "点击链接", "课程优惠", "免费咨询请")
 AD_MAX_CHARS = 120
 _LETTERS = re.compile(r"[0-9A-Za-z\u4e00-\u9fff]")
@@ -121,7 +122,8 @@ def parse_item(obj: Any, index: int, path: str) -> Record | Drop:
     usable: list[tuple[int, int, int, str]] = []  # (likes, length, -position, text)
     noise: dict[str, int] = {}
     for pos, answer in enumerate(answers):
-        raw = _get(answer, "answer_text") if isinstance(answer, dict) else answer if isinstance(answer, str) else None
+        raw = _get(answer,
+                   "answer_text") if isinstance(answer, dict) else answer if isinstance(answer, str) else None
         text = normalise_text(raw) if isinstance(raw, str) else ""
         why = noise_reason(text, question)
         if why:
@@ -131,7 +133,8 @@ def parse_item(obj: Any, index: int, path: str) -> Record | Drop:
         usable.append((likes, len(text), -pos, text))
     if not usable:
         detail = ", ".join(f"{k}={v}" for k, v in sorted(noise.items())) or "no answers"
-        return Drop(SOURCE, path, "no_usable_answer", f"{len(answers)} answers: {detail}", id=rid, index=index)
+        return Drop(SOURCE, path, "no_usable_answer", f"{len(answers)} answers: {detail}", id=rid,
+                    index=index)
     likes, _, neg_pos, best = max(usable)
     keywords = _keywords(_get(obj, "keywords"))
     meta: dict[str, Any] = {"index": index, "keywords": keywords, "answers_total": len(answers),
@@ -140,7 +143,8 @@ def parse_item(obj: Any, index: int, path: str) -> Record | Drop:
         meta["answer_likes"] = likes
     if noise:
         meta["noise_answers"] = noise
-    return Record(rid, SOURCE, keywords[0] if keywords else None, [("user", user), ("assistant", best)], path, meta)
+    return Record(rid, SOURCE, keywords[0] if keywords else None, [("user", user), ("assistant", best)], path,
+                  meta)
 
 
 def iter_records(path: Path) -> Iterator[Record | Drop]:

@@ -112,7 +112,9 @@ def test_schema_validity_counts_failed_and_invalid_outputs() -> None:
 
 def _write_jsonl(path: Path, rows: list[Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+    path.write_text("".join((r if isinstance(r,
+                                             str) else json.dumps(r,
+                                                                  ensure_ascii=False)) + "\n" for r in rows),
                     encoding="utf-8")
     return path
 

@@ -65,7 +65,8 @@ SDK_CASES: dict[str, Any] = {"model": {
     "peer_outlines": {"label": "y", "ms": 620.0, "ratio": 20.0, "min_round_ratio": 18.0, "validity": 1.0,
                       "setup_ms": 900.0, "example_output": "{}"},
     "session_by_turn": {"61": {"turn_tokens": 61, "reassess_ms": 14.0, "turn_ms": 10.0,
-                               "reassess_over_turn_prefill": 1.4, "floor_over_turn_prefill": 1.3, "decode_calls": 1},
+                               "reassess_over_turn_prefill": 1.4, "floor_over_turn_prefill": 1.3,
+                               "decode_calls": 1},
                         "23": {"turn_tokens": 29, "turn_ms": 5.0}}}}
 
 
@@ -107,23 +108,27 @@ def _summary(bench_json: dict[str, Any]) -> dict[str, Any]:
 
     truth = ["none", "suicidal", "none", "violence"]
     pred = ["none", "none", "suicidal", "violence"]
-    risk = {"lexicon_off": {"per_class": [s.to_dict() for s in acc.per_class(truth, pred, list(acc.allowed_values("risk_flag")))],
+    risk = {"lexicon_off": {"per_class": [s.to_dict() for s in acc.per_class(truth, pred,
+                                                                             list(acc.allowed_values("risk_flag")))],
                             "any_risk_recall": 0.5, "any_risk_precision": 0.5,
                             "labels": list(acc.allowed_values("risk_flag")),
-                            "confusion": acc.confusion_matrix(truth, pred, list(acc.allowed_values("risk_flag")))}}
+                            "confusion": acc.confusion_matrix(truth, pred,
+                                                              list(acc.allowed_values("risk_flag")))}}
     levels = [0, 1, 2, 3]
     fields: dict[str, Any] = {f: {"accuracy": 0.5, "macro_f1": 0.4, "qwk": 0.3, "labels": levels,
                                   "confusion": acc.confusion_matrix([0, 1, 2, 3], [0, 1, 3, 3], levels)}
                               for f in acc.LEVEL_FIELDS}
     fields["student_distress_score"] = {"accuracy": 0.25, "mae": 1.25, "within_1": 0.75, "qwk": 0.6,
                                         "labels": list(range(10)),
-                                        "confusion": acc.confusion_matrix([1, 5, 9, 0], [2, 5, 6, 0], list(range(10)))}
+                                        "confusion": acc.confusion_matrix([1, 5, 9, 0], [2, 5, 6, 0],
+                                                                          list(range(10)))}
     fields["risk_flag"] = risk
     pr = acc.pr_curves(truth, [{"none": 0.9}, {"none": 0.3, "suicidal": 0.6}, {"none": 0.5, "suicidal": 0.4},
                                {"none": 0.2, "suicidal": 0.1}])
     return {
         "mode": "quick", "started": "2026-01-01T00:00:00Z",
-        "model": {"name": "tiny-Q4_K_M.gguf", "path": "models/tiny/model-Q4_K_M.gguf", "file_bytes": 3 * 2**20},
+        "model": {"name": "tiny-Q4_K_M.gguf", "path": "models/tiny/model-Q4_K_M.gguf",
+                  "file_bytes": 3 * 2**20},
         "machine": machine.describe(threads=2),
         "parts": {
             "accuracy": {"n": 4, "scored": 4, "schema_validity": 1.0, "fields": fields, "pr_curves": pr,
@@ -131,8 +136,8 @@ def _summary(bench_json: dict[str, Any]) -> dict[str, Any]:
                          "plain_path": {"n": 8, "schema_validity": 0.75, "agreement_with_psyedge": 0.5,
                                         "load_s": 0.1, "max_tokens": 96, "invalid_examples": []},
                          "ledger": {"label_rows": 4, "invalid_label": 0, "no_conversation": 0}},
-            "memory": {"file_bytes": 3 * 2**20, "peak_rss_bytes": 90 * 2**20, "peak_over_file": 30.0, "assessed": 20,
-                       "threads": 2, "prompt_tokens": [200, 300],
+            "memory": {"file_bytes": 3 * 2**20, "peak_rss_bytes": 90 * 2**20, "peak_over_file": 30.0,
+                       "assessed": 20, "threads": 2, "prompt_tokens": [200, 300],
                        "stages": {"import": {"rss_bytes": 45 * 2**20}, "load": {"rss_bytes": 80 * 2**20}}},
             "latency": {"cases": SDK_CASES},
             "benchmarks": {"bench_data.py": {"kind": "stage", "rows": [
@@ -158,10 +163,12 @@ def test_every_figure_says_unit_model_prompt_threads_machine(bench_json: dict[st
     assert by_name["memory.peak_rss"]["prompt_tokens"] == 250.0  # mean of the 20 assessed prompts
     assert by_name["memory.peak_over_import_baseline"]["value"] == 45 * 2**20
     load = by_name["latency.model load.ratio_plain_over_psyedge"]
-    assert load["value"] == pytest.approx(0.5) and load["model"] == "tiny-Q4_K_M.gguf" and load["threads"] == 2
+    assert (load["value"] == pytest.approx(0.5) and load["model"] == "tiny-Q4_K_M.gguf"
+            and load["threads"] == 2)
     assert by_name["accuracy.plain.schema_validity"]["value"] == 0.75
     data = by_name["bench_data.make data"]
-    assert (data["value"], data["unit"], data["model"], data["prompt_tokens"]) == (42.0, "s (median)", None, None)
+    assert (data["value"], data["unit"], data["model"],
+            data["prompt_tokens"]) == (42.0, "s (median)", None, None)
     assert data["details"] == {"records": 1282, "peak_rss_mib": 80.5}
     rss = by_name["bench_data.make data.peak_rss_mib"]
     assert (rss["value"], rss["unit"], rss["threads"]) == (80.5, "MiB", None)
@@ -170,7 +177,7 @@ def test_every_figure_says_unit_model_prompt_threads_machine(bench_json: dict[st
 def test_plots_open_and_say_what_they_show(bench_json: dict[str, Any], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     texts: dict[str, str] = {}
-    real_save = plots._save
+    real_save = plots.save_figure
 
     def spy(fig: Any, path: Path) -> Path:
         words = [fig._suptitle.get_text() if fig._suptitle else ""]
@@ -179,10 +186,11 @@ def test_plots_open_and_say_what_they_show(bench_json: dict[str, Any], tmp_path:
         texts[path.name] = "\n".join(words)
         return real_save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", spy)
+    monkeypatch.setattr(plots, "save_figure", spy)
     summary = _summary(bench_json)
     files = markdown.write_plots(summary, tmp_path)
-    assert set(files) == {"latency", "memory", "pr_curve", "confusion_depression_level", "confusion_anxiety_level",
+    assert set(files) == {"latency", "memory", "pr_curve", "confusion_depression_level",
+                          "confusion_anxiety_level",
                           "confusion_student_distress_score", "confusion_risk_flag"}
     for name in files.values():
         with Image.open(tmp_path / name) as img:
@@ -192,7 +200,8 @@ def test_plots_open_and_say_what_they_show(bench_json: dict[str, Any], tmp_path:
     assert "ms" in texts["latency.png"] and "psyedge vs its peers" in texts["latency.png"]
     assert "MiB" in texts["memory.png"]
     assert "recall" in texts["pr_curve.png"] and "precision" in texts["pr_curve.png"]
-    assert "reference label" in texts["confusion_risk_flag.png"] and "safety net off" in texts["confusion_risk_flag.png"]
+    assert ("reference label" in texts["confusion_risk_flag.png"]
+            and "safety net off" in texts["confusion_risk_flag.png"])
     assert "conversations (count)" in texts["confusion_depression_level.png"]
 
 
@@ -200,7 +209,8 @@ def test_markdown_has_every_table(bench_json: dict[str, Any]) -> None:
     summary = _summary(bench_json)
     md = markdown.render_markdown(summary, {"latency": "latency.png"})
     # Only the peers measured get a column: json_schema and outlines here.
-    assert "| model | tiny/model-Q4_K_M.gguf | 300 | 2 | 31.000 | 0.80 / 310.0 / 10.00x | 1.00 / 620.0 / 20.00x |" in md
+    assert ("| model | tiny/model-Q4_K_M.gguf | 300 | 2 | 31.000 | 0.80 / 310.0 / 10.00x "
+            "| 1.00 / 620.0 / 20.00x |") in md
     assert "| depression_level | 0.500 | 0.400 | 0.300 |" in md
     assert "| student_distress_score | 1.250 | 0.750 |" in md
     assert "| lexicon off | suicidal | 0.000 | 0.000 | 0.000 | 1 | 1 |" in md
@@ -219,7 +229,8 @@ def test_split_prefers_the_held_out_validation_set(tmp_path: Path) -> None:
     assert "may have seen them" in report.resolve_split(opts)[2]
     sft = tmp_path / "data" / "datasets" / "sft_student_mental.jsonl"
     sft.parent.mkdir(parents=True)
-    sft.write_text("".join(json.dumps({"id": f"t{i}", "split": "validation" if i in (1, 4) else "train"}) + "\n"
+    sft.write_text("".join(json.dumps({"id": f"t{i}",
+                                       "split": "validation" if i in (1, 4) else "train"}) + "\n"
                            for i in range(6)), encoding="utf-8")
     name, ids, note = report.resolve_split(opts)
     assert (name, ids) == ("validation", {"t1", "t4"}) and "held out" in note
@@ -263,9 +274,11 @@ def _tiny_data(data: Path, n: int = 24) -> Path:
     conv_rows, label_rows = [], []
     for i in range(n):
         j = rng.randrange(len(user))
-        turns = [{"role": "user", "text": user[j]}, {"role": "assistant", "text": "听起来你很难受，能说说吗？"}]
+        turns = [{"role": "user", "text": user[j]},
+                 {"role": "assistant", "text": "听起来你很难受，能说说吗？"}]
         conv_rows.append({"id": f"t{i}", "conversation": turns})
-        label_rows.append({"id": f"t{i}", "depression_level": rng.randint(0, 3), "anxiety_level": rng.randint(0, 3),
+        label_rows.append({"id": f"t{i}", "depression_level": rng.randint(0, 3),
+                           "anxiety_level": rng.randint(0, 3),
                            "risk_flag": flags.get(j, "none"), "student_distress_score": rng.randint(0, 9)})
     for path, rows in ((data / "processed" / "unified_min.jsonl", conv_rows),
                        (data / "labeling" / "results" / "dataset.jsonl", label_rows)):
@@ -289,9 +302,9 @@ def test_quick_mode_end_to_end(tiny_gguf: Path, tmp_path: Path) -> None:
     labels = _tiny_data(tmp_path / "data")
     out = tmp_path / "bench"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model", str(tiny_gguf),
-                           "--labels", str(labels), "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model",
+                           str(tiny_gguf), "--labels", str(labels), "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Quick mode is ~15 s on an idle 2-core machine; a shared one (load 6-8) stretches it to ~2 min.
@@ -299,11 +312,13 @@ def test_quick_mode_end_to_end(tiny_gguf: Path, tmp_path: Path) -> None:
     # The peers (four decoders generating every token) add about a minute on a busy machine.
     assert wall < 600, f"quick mode took {wall:.0f} s; make demo needs it well under a minute"
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert summary["mode"] == "quick" and summary["model"]["name"] == f"{tiny_gguf.parent.name}/tiny-Q4_K_M.gguf"
+    assert (summary["mode"] == "quick"
+            and summary["model"]["name"] == f"{tiny_gguf.parent.name}/tiny-Q4_K_M.gguf")
     assert summary["model"]["gguf"]["psyedge"]["psyedge.template"] == "chatml"
     assert summary["errors"] == []
     names = {f["name"] for f in summary["figures"]}
-    assert {"accuracy.schema_validity", "accuracy.depression_level.qwk", "accuracy.student_distress_score.mae",
+    assert {"accuracy.schema_validity", "accuracy.depression_level.qwk",
+            "accuracy.student_distress_score.mae",
             "accuracy.risk.lexicon_off.suicidal_recall", "accuracy.risk.lexicon_on.suicidal_recall",
             "memory.peak_rss", "memory.gguf_file"} <= names
     for f in summary["figures"]:
@@ -320,7 +335,8 @@ def test_quick_mode_end_to_end(tiny_gguf: Path, tmp_path: Path) -> None:
     assert next(c for c in risk_on["per_class"] if c["label"] == "suicidal")["recall"] == 1.0
     mem = summary["parts"]["memory"]
     assert mem["assessed"] == 20 and mem["file_bytes"] == tiny_gguf.stat().st_size
-    assert mem["peak_rss_bytes"] >= mem["stages"]["load"]["rss_bytes"] > mem["stages"]["import"]["rss_bytes"] > 0
+    assert (mem["peak_rss_bytes"] >= mem["stages"]["load"]["rss_bytes"]
+            > mem["stages"]["import"]["rss_bytes"] > 0)
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Accuracy" in md and "## Memory" in md
     for name in summary["plots"].values():
@@ -348,8 +364,8 @@ def test_a_failed_part_exits_1_and_keeps_the_make_target_absent(tiny_gguf: Path,
     unified.write_text(json.dumps({"id": "other", "conversation": [{"role": "user", "text": "你好"}]}) + "\n",
                        encoding="utf-8")  # no label id has a conversation
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model", str(tiny_gguf),
-                           "--labels", str(labels), "--out", str(out), "--only", "accuracy"],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--mode", "quick", "--model",
+                           str(tiny_gguf), "--labels", str(labels), "--out", str(out), "--only", "accuracy"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "accuracy: no labeled conversation to evaluate" in proc.stderr and "Traceback" not in proc.stderr

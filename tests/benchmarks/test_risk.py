@@ -27,14 +27,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Eight rows in the PsySUICIDE format (our own sentences). Lexicon predictions noted per row.
 ROWS = [
-    {"idx": 10, "text": "我真的不想活了", "labels": ["被动自杀意图"], "data_source": "social_media"},        # suicidal, TP
-    {"idx": 11, "text": "好想去死", "labels": ["主动自杀意图"], "data_source": "client_machine"},            # suicidal, TP
-    {"idx": 12, "text": "我很难受，不知道怎么办", "labels": ["自杀计划"], "data_source": "social_media"},  # suicidal, FN
-    {"idx": 13, "text": "今天跟室友吃火锅", "labels": ["与自杀/自伤/攻击行为无关"], "data_source": "client_counselor"},  # none
-    {"idx": 14, "text": "我想杀了他", "labels": ["用户攻击行为"], "data_source": "social_media"},           # violence, TP
-    {"idx": 15, "text": "生不如死的一周考试", "labels": ["与自杀/自伤/攻击行为无关"], "data_source": "social_media"},  # FP suicidal
-    {"idx": 16, "text": "我朋友想自杀", "labels": ["关于自杀的探索"], "data_source": "social_media"},      # ambiguous: left out
-    {"idx": 17, "text": "我会自残", "labels": ["自伤行为"], "data_source": "synthetic"},                   # synthetic
+    # suicidal, TP
+    {"idx": 10, "text": "我真的不想活了", "labels": ["被动自杀意图"], "data_source": "social_media"},
+    # suicidal, TP
+    {"idx": 11, "text": "好想去死", "labels": ["主动自杀意图"], "data_source": "client_machine"},
+    # suicidal, FN
+    {"idx": 12, "text": "我很难受，不知道怎么办", "labels": ["自杀计划"], "data_source": "social_media"},
+    # none
+    {"idx": 13, "text": "今天跟室友吃火锅", "labels": ["与自杀/自伤/攻击行为无关"],
+     "data_source": "client_counselor"},
+    # violence, TP
+    {"idx": 14, "text": "我想杀了他", "labels": ["用户攻击行为"], "data_source": "social_media"},
+    # FP suicidal
+    {"idx": 15, "text": "生不如死的一周考试", "labels": ["与自杀/自伤/攻击行为无关"],
+     "data_source": "social_media"},
+    # ambiguous: left out
+    {"idx": 16, "text": "我朋友想自杀", "labels": ["关于自杀的探索"], "data_source": "social_media"},
+    # synthetic
+    {"idx": 17, "text": "我会自残", "labels": ["自伤行为"], "data_source": "synthetic"},
 ]
 
 
@@ -72,11 +82,14 @@ def test_class_metrics_by_hand() -> None:
     pred = ["suicidal", "suicidal", "none", "suicidal", "none", "none", "suicidal"]
     m = class_metrics(gold, pred)
     # ambiguous row dropped. suicidal: TP 2, FP 1 (a none row), FN 1 -> P 2/3, R 2/3, F1 2/3.
-    assert m["suicidal"] == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "support": 3, "tp": 2, "fp": 1, "fn": 1}
+    assert m["suicidal"] == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "support": 3, "tp": 2,
+                             "fp": 1, "fn": 1}
     # violence: support 1, never predicted -> precision None (nothing claimed), recall 0.
-    assert m["violence"]["precision"] is None and m["violence"]["recall"] == 0.0 and m["violence"]["support"] == 1
+    assert (m["violence"]["precision"] is None and m["violence"]["recall"] == 0.0
+            and m["violence"]["support"] == 1)
     # self_harm: no support, no predictions -> precision, recall and F1 None, not a silent zero.
-    assert m["self_harm"]["precision"] is None and m["self_harm"]["recall"] is None and m["self_harm"]["support"] == 0
+    assert (m["self_harm"]["precision"] is None and m["self_harm"]["recall"] is None
+            and m["self_harm"]["support"] == 0)
     assert m["self_harm"]["f1"] is None and m["violence"]["f1"] == 0.0  # missed: a real 0
     # none: TP 1 (row 5), FP 2 (rows 3 and 6), FN 1 (row 4) -> P 1/3, R 1/2.
     assert (m["none"]["precision"], m["none"]["recall"]) == (0.3333, 0.5)
@@ -112,7 +125,8 @@ def test_cli_writes_report_errors_and_plot(tmp_path: Path, capsys: pytest.Captur
     assert set(report["lexicon_idx_halves"]) >= {"even_idx", "odd_idx"}
     assert "rules" in report and "model" not in report
 
-    errors = [json.loads(line) for line in (out / "risk_lexicon_errors.jsonl").read_text("utf-8").splitlines()]
+    errors = [json.loads(line)
+              for line in (out / "risk_lexicon_errors.jsonl").read_text("utf-8").splitlines()]
     by_idx = {e["idx"]: e for e in errors}
     assert set(by_idx) == {12, 15}
     assert by_idx[12]["kind"] == "false_negative" and by_idx[12]["text"] == ROWS[2]["text"]

@@ -35,9 +35,11 @@ def valid_json(real_data: Path) -> Path:
 def test_gold_counts_match_the_data_readme(valid_json: Path) -> None:
     rows = load_psysuicide(valid_json)
     ns = [r for r in rows if not r.synthetic]
-    counts = {g: sum(r.gold == g for r in ns) for g in ("suicidal", "self_harm", "violence", "none", "ambiguous")}
+    counts = {g: sum(r.gold == g for r in ns) for g in ("suicidal", "self_harm", "violence", "none",
+                                                        "ambiguous")}
     # README: 1,088 non-synthetic; 740 none, 267 suicidal + 17 with another flag, 22 violence, 34 ambiguous.
-    # self_harm is 8 here (README says 7): one text is both 自伤行为 and 用户攻击行为 -> self_harm by severity.
+    # self_harm is 8 here (README says 7): one text is both 自伤行为 and 用户攻击行为
+    # -> self_harm by severity.
     assert len(rows) == 1480 and len(ns) == 1088
     assert counts == {"suicidal": 284, "self_harm": 8, "violence": 22, "none": 740, "ambiguous": 34}
 

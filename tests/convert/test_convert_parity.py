@@ -88,7 +88,8 @@ def test_logits_parity(gguf_files: dict[str, Path], reference, outtype: str,
     rel, agree = _compare(_llama_logits(gguf_files[outtype], ids), ref)
     record_property(f"{outtype}_max_rel", rel)
     record_property(f"{outtype}_top1", agree)
-    print(f"{outtype}: max relative error {rel:.3g}, top-1 agreement {agree:.4f} over {sum(map(len, ids))} positions")
+    print(f"{outtype}: max relative error {rel:.3g}, top-1 agreement {agree:.4f} over {sum(map(len, ids))} "
+          "positions")
     if outtype == "f32":
         assert rel < F32_MAX_REL and agree == 1.0
     elif outtype == "f16":
@@ -110,7 +111,8 @@ def test_llama_family_f32_parity(tiny_dir: Path, tmp_path: Path, texts: list[str
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
                       rope_theta=500000.0, rope_scaling={"rope_type": "llama3", "factor": 8.0,
-                      "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
+                      "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                         "original_max_position_embeddings": 64})
     torch.manual_seed(1)
     LlamaForCausalLM(cfg).save_pretrained(model_dir)
     assert json.loads((model_dir / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]

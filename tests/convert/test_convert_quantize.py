@@ -30,7 +30,8 @@ def test_q4_k_m_file(gguf_files: dict[str, Path]) -> None:
     assert q.find_fallbacks(summary["tensors"], "Q4_K_M") == []
 
 
-def test_report_and_cli(gguf_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_and_cli(gguf_files: dict[str, Path], tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "model-Q8_0.gguf"
     assert q.main(["--src", str(gguf_files["f16"]), "--qtype", "Q8_0", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -52,7 +53,8 @@ def test_fallback_types_are_reported(tiny_dir: Path, tmp_path: Path) -> None:
     for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "psyedge.json"):
         shutil.copy(tiny_dir / f, model_dir / f)
     base = json.loads((tiny_dir / "config.json").read_text())
-    cfg = Qwen2Config(vocab_size=base["vocab_size"], hidden_size=256, intermediate_size=320, num_hidden_layers=1,
+    cfg = Qwen2Config(vocab_size=base["vocab_size"], hidden_size=256, intermediate_size=320,
+                      num_hidden_layers=1,
                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
     torch.manual_seed(0)
     Qwen2ForCausalLM(cfg).save_pretrained(model_dir)
@@ -86,11 +88,13 @@ def test_imatrix_file_changes_the_quantization(gguf_files: dict[str, Path], tmp_
     _write_imatrix(imatrix, gguf_files["f16"])
     values = q.read_imatrix(imatrix)
     assert values["blk.0.ffn_down.weight"].shape == (512,) and values["blk.0.ffn_down.weight"].max() == 1000.0
-    rep = q.quantize(gguf_files["f16"], tmp_path / "imat.gguf", "Q4_K_M", imatrix_file=imatrix, use_binary=False)
+    rep = q.quantize(gguf_files["f16"], tmp_path / "imat.gguf", "Q4_K_M", imatrix_file=imatrix,
+                     use_binary=False)
     assert rep.file_type == "MOSTLY_Q4_K_M" and rep.imatrix == str(imatrix)
 
     def blk(path: Path) -> bytes:
-        return bytes(next(t for t in GGUFReader(path).tensors if t.name == "blk.0.ffn_up.weight").data.tobytes())
+        return bytes(next(t for t in GGUFReader(path).tensors
+                          if t.name == "blk.0.ffn_up.weight").data.tobytes())
 
     assert blk(tmp_path / "imat.gguf") != blk(gguf_files["Q4_K_M"])
 
@@ -117,7 +121,8 @@ def test_bad_inputs(gguf_files: dict[str, Path], tmp_path: Path, capsys: pytest.
     assert not (tmp_path / "o.gguf").exists() and not (tmp_path / "again.gguf").exists()
 
 
-def test_q4_k_m_screens_in_the_sdk(gguf_files: dict[str, Path], conversations: list[list[dict[str, str]]]) -> None:
+def test_q4_k_m_screens_in_the_sdk(gguf_files: dict[str, Path],
+                                   conversations: list[list[dict[str, str]]]) -> None:
     """The quantized file loads in psyedge.Screener, which picks the template from the file."""
     from psyedge import Screener
 
@@ -125,4 +130,5 @@ def test_q4_k_m_screens_in_the_sdk(gguf_files: dict[str, Path], conversations: l
         assert screener.template.name == "deepseek-r1"
         result = screener.assess(conversations[0])
     validate(result.labels.to_dict())
-    assert set(result.probabilities) == {"depression_level", "anxiety_level", "risk_flag", "student_distress_score"}
+    assert set(result.probabilities) == {"depression_level", "anxiety_level", "risk_flag",
+                                         "student_distress_score"}

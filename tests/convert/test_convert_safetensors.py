@@ -40,7 +40,8 @@ def test_sharded_index(tmp_path: Path) -> None:
 
 
 def test_index_naming_a_missing_shard(tmp_path: Path) -> None:
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "gone.safetensors"}}))
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"x": "gone.safetensors"}}))
     with pytest.raises(ConvertError, match="gone.safetensors"):
         weight_files(tmp_path)
 

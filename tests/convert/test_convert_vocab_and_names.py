@@ -131,6 +131,7 @@ def test_llama_bpe_pre_tokenizer_parity(tiny_dir, tmp_path, conversations) -> No
     llm = llama_cpp.Llama(str(res.path), vocab_only=True, verbose=False)
     texts = [render(c) for c in conversations] + ["学号2023123456，考了 98.5 分，排名 12/345。\n\n\t  end "]
     for text in texts:
-        assert llm.tokenize(text.encode(), add_bos=False, special=True) == hf.encode(text, add_special_tokens=False).ids
+        assert llm.tokenize(text.encode(), add_bos=False,
+                            special=True) == hf.encode(text, add_special_tokens=False).ids
     pieces = [p for p, _ in hf.pre_tokenizer.pre_tokenize_str("1234567")]
     assert pieces == ["123", "456", "7"]  # the llama3 split (qwen2 splits every digit) really is in use

@@ -44,11 +44,13 @@ def test_batch_with_row_errors_and_invalid_rows(tmp_path: Path, fake: FakeGemini
     cost = json.loads((res / "cost.json").read_text())
     assert cost["tokens"] == {k: fake.stats.usage[k] for k in ("input", "output", "thinking")}
     assert cost["batch_discount"] == 0.5
-    full = (fake.stats.usage["input"] * 0.30 + (fake.stats.usage["output"] + fake.stats.usage["thinking"]) * 2.5) / 1e6
+    full = (fake.stats.usage["input"] * 0.30
+            + (fake.stats.usage["output"] + fake.stats.usage["thinking"]) * 2.5) / 1e6
     assert cost["cost_usd"]["total"] == pytest.approx(full * 0.5, abs=1e-6)
 
 
-def test_pending_job_is_persisted_and_collected_later(tmp_path: Path, fake: FakeGemini, gemini_env: dict) -> None:
+def test_pending_job_is_persisted_and_collected_later(tmp_path: Path, fake: FakeGemini,
+                                                      gemini_env: dict) -> None:
     fake.batch_polls = 1000  # the job keeps running
     write_shards(tmp_path, shards=1, per_shard=3)
     cfg = write_config(tmp_path / "c.yaml", wait=0.1)

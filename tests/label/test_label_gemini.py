@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import label
-from pipeline.providers.journal import SHARD_RE
+from pipeline.labeling.journal import SHARD_RE
 from psyedge.contract import FIELDS, validate
 from psyedge.prompt import instruction_and_transcript, prompt_hash
 from testkit.fake_gemini import FakeGemini, expected_labels, prompt_key, random_faults
@@ -30,22 +30,26 @@ def test_request_shape_schema_and_labels(tmp_path: Path, fake: FakeGemini, gemin
     assert gen["responseMimeType"] == "application/json"
     assert gen["temperature"] == 0.0
     # the SDK writes some fields in proto snake_case (the API takes both spellings)
-    assert gen.get("thinkingConfig", gen.get("thinking_config")) in ({"thinkingBudget": 0}, {"thinking_budget": 0})
+    assert gen.get("thinkingConfig",
+                   gen.get("thinking_config")) in ({"thinkingBudget": 0}, {"thinking_budget": 0})
     props = gen["responseSchema"]["properties"]
     # Gemini takes no integer enums: levels are integers with bounds, risk_flag a string enum.
-    assert props["depression_level"] == {**props["depression_level"], "type": "INTEGER", "minimum": 0, "maximum": 3}
+    assert props["depression_level"] == {**props["depression_level"], "type": "INTEGER", "minimum": 0,
+                                         "maximum": 3}
     assert "enum" not in props["student_distress_score"] and props["student_distress_score"]["maximum"] == 9
     assert props["risk_flag"]["enum"] == ["none", "suicidal", "self_harm", "violence"]
     assert all(p.startswith("/v1beta/models/fake-flash:generateContent") for p in fake.stats.paths)
     assert fake.stats.api_keys == {fake.api_key}
     rows = read_jsonl(tmp_path / "labeling/results/dataset.jsonl")
     assert [r["id"] for r in rows] == ids
-    recs = [json.loads(line) for line in (tmp_path / "labeling/input_part_0000.jsonl").read_text().splitlines()]
+    recs = [json.loads(line)
+            for line in (tmp_path / "labeling/input_part_0000.jsonl").read_text().splitlines()]
     for row, rec in zip(rows, recs, strict=True):
         want = expected_labels(prompt_key(instruction_and_transcript(rec["conversation"])))
         assert {k: row[k] for k in FIELDS} == want
         validate({k: row[k] for k in FIELDS})
-        assert row["prompt_version"] == prompt_hash() and row["model"] == "fake-flash" and row["provider"] == "gemini"
+        assert (row["prompt_version"] == prompt_hash() and row["model"] == "fake-flash"
+                and row["provider"] == "gemini")
         assert row["finish_reason"] == "STOP" and row["attempts"] == 1 and row["usage"]["calls"] == 1
 
 
@@ -87,7 +91,8 @@ def test_faults_twenty_percent_three_shards(tmp_path: Path, fake: FakeGemini, ge
     assert cost["tokens"] == {k: fake.stats.usage[k] for k in ("input", "output", "thinking")}
     assert cost["requests"] == fake.stats.usage["calls"]
     assert cost["cost_usd"]["total"] == pytest.approx(
-        (fake.stats.usage["input"] * 0.30 + (fake.stats.usage["output"] + fake.stats.usage["thinking"]) * 2.50) / 1e6,
+        (fake.stats.usage["input"] * 0.30
+         + (fake.stats.usage["output"] + fake.stats.usage["thinking"]) * 2.50) / 1e6,
         abs=1e-5)
 
 
@@ -112,7 +117,8 @@ def test_transient_errors_exhausted_go_to_failed(tmp_path: Path, fake: FakeGemin
     assert "http_503 after 7 attempts" in fails[0]["error"] and fails[0]["attempts"] == 7
 
 
-def test_truncated_max_tokens_is_reasked_not_repaired(tmp_path: Path, fake: FakeGemini, gemini_env: dict) -> None:
+def test_truncated_max_tokens_is_reasked_not_repaired(tmp_path: Path, fake: FakeGemini,
+                                                      gemini_env: dict) -> None:
     fake.faults = lambda key, n, reask: "truncated" if n == 0 else None
     write_shards(tmp_path, shards=1, per_shard=1)
     assert run(tmp_path, write_config(tmp_path / "c.yaml")) == 0
@@ -133,7 +139,8 @@ def test_out_of_range_is_never_clamped(tmp_path: Path, fake: FakeGemini, gemini_
     assert "depression_level" in fail["error"]
 
 
-def test_resume_skips_done_and_relabels_on_new_model(tmp_path: Path, fake: FakeGemini, gemini_env: dict) -> None:
+def test_resume_skips_done_and_relabels_on_new_model(tmp_path: Path, fake: FakeGemini,
+                                                     gemini_env: dict) -> None:
     write_shards(tmp_path, shards=2, per_shard=3)
     cfg = write_config(tmp_path / "c.yaml")
     assert run(tmp_path, cfg, "--shard", "1") == 0
@@ -142,7 +149,9 @@ def test_resume_skips_done_and_relabels_on_new_model(tmp_path: Path, fake: FakeG
     assert sum(fake.stats.requests.values()) == 6
     assert run(tmp_path, cfg) == 0            # everything done: nothing sent
     assert sum(fake.stats.requests.values()) == 6
-    text = cfg.read_text().replace("fake-flash:", "fake-flash:\n    rpm: 0\n  fake-pro:\n    price: {input: 1, output: 1, thinking: 1}\n  x-unused:", 1)
+    text = cfg.read_text().replace("fake-flash:",
+                                   "fake-flash:\n    rpm: 0\n  fake-pro:\n    price: {input: 1, output: 1, "
+                                   "thinking: 1}\n  x-unused:", 1)
     cfg.write_text(text)
     assert run(tmp_path, cfg, "--model", "fake-pro") == 0   # another model: everything relabeled
     assert sum(fake.stats.requests.values()) == 12
@@ -175,5 +184,7 @@ def test_blocked_prompt_is_reported_as_blocked(tmp_path: Path, fake: FakeGemini,
     write_shards(tmp_path, shards=1, per_shard=1)
     assert run(tmp_path, write_config(tmp_path / "c.yaml")) == 0
     fail = read_jsonl(tmp_path / "labeling/results/failed.jsonl")[0]
-    assert fail["reason"] == "blocked" and fail["finish_reason"] == "BLOCKED_SAFETY" and fail["attempts"] == 3
+    # a refusal is final: asked once, never re-asked as if the answer were malformed
+    assert fail["reason"] == "blocked" and fail["finish_reason"] == "BLOCKED_SAFETY" and fail["attempts"] == 1
+    assert fail["block_reason"] == "SAFETY" and fail["reasks"] == 0
     assert fail["usage"]["input"] == fake.stats.usage["input"] > 0

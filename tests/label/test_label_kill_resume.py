@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cmd(data: Path, cfg: Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline.label", "--provider", "gemini", "--data-dir", str(data), "--config", str(cfg)]
+    return [sys.executable, "-m", "pipeline.label", "--provider", "gemini", "--data-dir", str(data),
+            "--config", str(cfg)]
 
 
 def _env(fake: FakeGemini) -> dict[str, str]:
@@ -39,12 +40,14 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path: Path) -> None:
     prompts = {}
     for d in ("a", "b"):
         write_shards(tmp_path / d, shards=2, per_shard=30)
-    for rec in read_jsonl(tmp_path / "a/labeling/input_part_0000.jsonl") + read_jsonl(tmp_path / "a/labeling/input_part_0001.jsonl"):
+    for rec in (read_jsonl(tmp_path / "a/labeling/input_part_0000.jsonl")
+                + read_jsonl(tmp_path / "a/labeling/input_part_0001.jsonl")):
         prompts[rec["id"]] = prompt_key(instruction_and_transcript(rec["conversation"]))
     cfg = write_config(tmp_path / "c.yaml", concurrency=4, timeout=5)
 
     with FakeGemini(latency=0.05) as ref:
-        assert subprocess.run(_cmd(tmp_path / "a", cfg), env=_env(ref), capture_output=True, cwd=ROOT).returncode == 0
+        assert subprocess.run(_cmd(tmp_path / "a", cfg), env=_env(ref), capture_output=True,
+                              cwd=ROOT).returncode == 0
     reference = read_jsonl(tmp_path / "a/labeling/results/dataset.jsonl")
 
     with FakeGemini(latency=0.05) as fake:

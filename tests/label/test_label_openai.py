@@ -13,7 +13,8 @@ from testkit.fake_gemini import FakeGemini, random_faults
 from testkit.label_builders import read_jsonl, write_config, write_shards
 
 
-def test_openai_compatible_endpoint(tmp_path: Path, fake: FakeGemini, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_compatible_endpoint(tmp_path: Path, fake: FakeGemini,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PSYEDGE_TEST_OPENAI_KEY", "sk-local-secret-999")
     fake.faults = random_faults(rate=0.25, seed=5, kinds=("429", "503", "truncated", "out_of_range"))
     ids = write_shards(tmp_path, shards=1, per_shard=12)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import label
-from pipeline.providers.base import redact
+from pipeline.labeling.records import redact
 from testkit.fake_gemini import FakeGemini, random_faults
 from testkit.label_builders import write_config, write_shards
 
@@ -50,11 +50,13 @@ def test_missing_key_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     write_shards(tmp_path, shards=1, per_shard=1)
-    rc = label.main(["--provider", "gemini", "--data-dir", str(tmp_path), "--config", str(write_config(tmp_path / "c.yaml"))])
+    rc = label.main(["--provider", "gemini", "--data-dir", str(tmp_path), "--config",
+                     str(write_config(tmp_path / "c.yaml"))])
     assert rc == 2 and "export GEMINI_API_KEY" in capsys.readouterr().err
 
 
-def test_google_api_key_is_accepted(tmp_path: Path, fake: FakeGemini, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_google_api_key_is_accepted(tmp_path: Path, fake: FakeGemini,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.setenv("GOOGLE_API_KEY", fake.api_key)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
@@ -68,7 +70,8 @@ def test_google_api_key_is_accepted(tmp_path: Path, fake: FakeGemini, monkeypatc
     (["--shard", "x7"], "--shard must be a number"),
     (["--model", "no-such-model"], "model 'no-such-model' has no entry under models"),
 ])
-def test_usage_errors(tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors(tmp_path: Path, args: list[str], message: str,
+                      capsys: pytest.CaptureFixture[str]) -> None:
     write_shards(tmp_path, shards=1, per_shard=1)
     rc = label.main(["--provider", "rules", "--data-dir", str(tmp_path),
                      "--config", str(write_config(tmp_path / "c.yaml")), *args])

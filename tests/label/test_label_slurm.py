@@ -1,4 +1,5 @@
-"""The SLURM array script: one shard per task, then a merge job (bash-simulated, and on a real one-node SLURM)."""
+"""The SLURM array script: one shard per task, then a merge job (bash-simulated, and on a real
+one-node SLURM)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_array_task_labels_its_shard_then_merge(tmp_path: Path) -> None:
     assert len(read_jsonl(res / "dataset.jsonl")) == 8  # the merge after each task covers 2 of 3 shards
     p = subprocess.run(["bash", str(SCRIPT)], env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "SLURM_ARRAY_TASK_ID is not set" in p.stderr
-    p = subprocess.run(["bash", str(SCRIPT)], env=_env(tmp_path, MERGE_ONLY="1"), cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(["bash", str(SCRIPT)], env=_env(tmp_path, MERGE_ONLY="1"), cwd=ROOT,
+                       capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
 
 
@@ -53,7 +55,8 @@ def test_real_sbatch_array_with_concurrency_cap(tmp_path: Path, slurm_cluster: N
     jid = subprocess.run(["sbatch", "--parsable", "--export=ALL", "--array=0-2%2", f"--chdir={ROOT}",
                           f"--output={tmp_path}/task_%A_%a.out", str(SCRIPT)], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
-    merge = subprocess.run(["sbatch", "--wait", "--export=ALL", f"--dependency=afterok:{jid}", f"--chdir={ROOT}",
+    merge = subprocess.run(["sbatch", "--wait", "--export=ALL", f"--dependency=afterok:{jid}",
+                            f"--chdir={ROOT}",
                             f"--output={tmp_path}/merge.out", str(SCRIPT)], env=dict(env, MERGE_ONLY="1"),
                            cwd=ROOT, capture_output=True, text=True, timeout=240)
     logs = "\n".join(p.read_text() for p in tmp_path.glob("*.out"))

@@ -1,4 +1,5 @@
-"""Unit tests of the labeling parts: rules teacher, config, journal repair, rate limiter, reply checks, cost."""
+"""Unit tests of the labeling parts: rules teacher, config, journal repair, rate limiter, reply checks,
+cost."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from pipeline.cost import (
     estimate_tokens,
     prompt_token_stats,
 )
-from pipeline.providers.base import Reply, Usage, check_reply, gemini_schema, reask_messages
-from pipeline.providers.config import ConfigError, load_config
-from pipeline.providers.journal import read_rows
-from pipeline.providers.rules import rule_labels
+from pipeline.labeling.config import ConfigError, load_config
+from pipeline.labeling.journal import read_rows
+from pipeline.labeling.providers.rules import rule_labels
+from pipeline.labeling.records import Reply, Usage
+from pipeline.labeling.replies import check_reply, gemini_schema, reask_messages
 from pipeline.ratelimit import RateLimiter
 from psyedge.contract import FIELDS, validate
 from testkit.label_builders import conversation, read_jsonl, write_config, write_shards
@@ -32,11 +34,14 @@ CONFIG = Path(__file__).resolve().parents[2] / "pipeline" / "label_config.yaml"
 
 def test_rules_labels_follow_the_text() -> None:
     calm = rule_labels([{"role": "user", "text": "老师您好，我想问问选课的事。"}])
-    assert calm == {"depression_level": 0, "anxiety_level": 0, "risk_flag": "none", "student_distress_score": 0}
+    assert calm == {"depression_level": 0, "anxiety_level": 0, "risk_flag": "none",
+                    "student_distress_score": 0}
     anxious = rule_labels([{"role": "user", "text": "考试前我非常紧张，心慌，失眠，特别担心挂科，很焦虑。"}])
-    assert anxious["anxiety_level"] == 3 and anxious["depression_level"] == 0 and anxious["student_distress_score"] >= 4
+    assert (anxious["anxiety_level"] == 3 and anxious["depression_level"] == 0
+            and anxious["student_distress_score"] >= 4)
     crisis = rule_labels([{"role": "user", "text": "我觉得活着没意思，不想活了。"}])
-    assert crisis["risk_flag"] == "suicidal" and crisis["depression_level"] >= 2 and crisis["student_distress_score"] >= 5
+    assert (crisis["risk_flag"] == "suicidal" and crisis["depression_level"] >= 2
+            and crisis["student_distress_score"] >= 5)
     for labels in (calm, anxious, crisis):
         validate(labels)
 
@@ -57,7 +62,8 @@ def test_rules_run_gives_varied_labels(tmp_path: Path) -> None:
     for k in FIELDS:
         assert len({r[k] for r in rows}) >= 2, k
     assert label.main(["--provider", "rules", "--data-dir", str(tmp_path), "--config", str(cfg)]) == 0
-    assert [r["id"] for r in read_jsonl(tmp_path / "labeling/results/dataset.jsonl")] == [r["id"] for r in rows]
+    assert [r["id"]
+            for r in read_jsonl(tmp_path / "labeling/results/dataset.jsonl")] == [r["id"] for r in rows]
 
 
 # ---- config ------------------------------------------------------------------------------------------
@@ -76,15 +82,18 @@ def test_shipped_config_resolves_every_provider() -> None:
 @pytest.mark.parametrize("text, message", [
     ("defaults: {rmp: 5}\nmodels: {m: {}}\nproviders: {rules: {model: m}}", "unknown key(s) ['rmp']"),
     ("defaults: {}\nmodels: {}\nproviders: {rules: {model: m}}", "model 'm' has no entry under models"),
-    ("defaults: {concurrency: 0}\nmodels: {m: {}}\nproviders: {rules: {model: m}}", "concurrency must be >= 1"),
+    ("defaults: {concurrency: 0}\nmodels: {m: {}}\nproviders: {rules: {model: m}}",
+     "concurrency must be >= 1"),
     ("limits: {}", "unknown section(s) ['limits']"),
     ("defaults: [1", "not valid YAML"),
-    ("models: {m: {price: {inptu: 1}}}\nproviders: {rules: {model: m}}", "price has unknown key(s) ['inptu']"),
+    ("models: {m: {price: {inptu: 1}}}\nproviders: {rules: {model: m}}",
+     "price has unknown key(s) ['inptu']"),
 ])
 def test_config_errors_name_the_fix(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(ConfigError,
+                       match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_config(path, "rules")
 
 
@@ -116,7 +125,8 @@ def test_check_reply_never_clamps() -> None:
 def test_gemini_schema_is_derived_from_the_contract() -> None:
     s = gemini_schema()
     assert s["propertyOrdering"] == list(FIELDS)
-    assert s["properties"]["anxiety_level"]["minimum"] == 0 and s["properties"]["anxiety_level"]["maximum"] == 3
+    assert (s["properties"]["anxiety_level"]["minimum"] == 0
+            and s["properties"]["anxiety_level"]["maximum"] == 3)
     assert all("enum" not in v for k, v in s["properties"].items() if k != "risk_flag")
 
 

@@ -31,7 +31,8 @@ def student_dialogue(n: int, risk: str = "") -> list[tuple[str, str]]:
     """A short student dialogue (passes the student filter) as (speaker, text) lines."""
     return [
         ("来访者", f"我是大二学生，第{n}次来，最近考试压力很大，晚上失眠，很焦虑。{risk}"),
-        ("心理咨询师", "听起来考试让你非常紧张，睡眠也受到了影响。我们可以先一起看看你的复习安排，再练习一些睡前放松的方法，"
+        ("心理咨询师",
+         "听起来考试让你非常紧张，睡眠也受到了影响。我们可以先一起看看你的复习安排，再练习一些睡前放松的方法，"
                    "比如腹式呼吸和渐进式肌肉放松，每次十分钟。"),
         ("来访者", "好的，我想试试看。"),
         ("心理咨询师", "很好，下次来的时候告诉我效果怎么样，我们再一起调整计划。"),
@@ -66,7 +67,8 @@ def e_items(lines: list[tuple[str, str]]) -> list[str]:
     return [f"{words.get(s, s)}：{t}" for s, t in lines]
 
 
-def psyqa_item(qid: int, question: str, description: str, answers: list[str], keywords: str = "学业,焦虑情绪") -> dict[str, Any]:
+def psyqa_item(qid: int, question: str, description: str, answers: list[str],
+               keywords: str = "学业,焦虑情绪") -> dict[str, Any]:
     """A record in the public PsyQA schema."""
     return {"question": question, "description": description, "keywords": keywords, "questionID": qid,
             "answers": [{"answer_text": a, "has_label": False, "labels_sequence": []} for a in answers]}

@@ -29,13 +29,15 @@ def rows(path: Path) -> list[dict[str, Any]]:
 
 def cli(inputs: dict[str, Path], out: Path, *extra: str) -> int:
     return clean.main(["--psyqa", str(inputs["psyqa"]), "--cpsycound", str(inputs["cpsycound"]),
-                       "--cpsycoune", str(inputs["cpsycoune"]), "--data-dir", str(out), "--no-progress", *extra])
+                       "--cpsycoune", str(inputs["cpsycoune"]), "--data-dir", str(out), "--no-progress",
+                       *extra])
 
 
 def test_clean_record_merges_removes_fillers_and_normalises() -> None:
     rec = Record("cpsycound-case_1", "cpsycound", None,
                  [("user", "我\u3000很 焦虑\u200b。"), ("assistant", "嗯。"), ("user", "考试\n\n\n快到了"),
-                  ("assistant", "好的"), ("assistant", "说说看？"), ("user", "\u200b")], "p", {"file": "case_1.txt"})
+                  ("assistant", "好的"), ("assistant", "说说看？"), ("user", "\u200b")], "p",
+                 {"file": "case_1.txt"})
     removed: Counter[str] = Counter()
     out = clean.clean_record(rec, removed, Counter())
     assert isinstance(out, dict)
@@ -88,7 +90,8 @@ def test_bad_files_land_in_the_ledger_and_strict_fails(inputs: dict[str, Path], 
     assert cli(inputs, out) == 0
     assert "dropped" in capsys.readouterr().out
     ledger = {(Path(r["path"]).name, r["reason"]) for r in rows(out / "processed" / "dropped.jsonl")}
-    assert ledger == {("case_20.txt", "empty_file"), ("case_21.txt", "undecodable"), ("case_22.txt", "one_speaker"),
+    assert ledger == {("case_20.txt", "empty_file"), ("case_21.txt", "undecodable"),
+                      ("case_22.txt", "one_speaker"),
                       ("9.json", "bad_json"), ("8.json", "one_speaker"), ("psyqa.json", "no_usable_answer"),
                       ("psyqa.json", "duplicate"), ("psyqa.json", "bad_json")}
     stats = json.loads((out / "processed" / "stats.json").read_text())
@@ -111,7 +114,8 @@ def test_pii_planted_in_every_format_does_not_survive(tmp_path: Path) -> None:
     write_e(e, "Education", "1.json", e_items([(s, t) for s, t in lines if s]))
     variant = {"title": "考试焦虑", "content": "我是学生。" + pii_sentence(),
                "answers": [{"text": LONG_ANSWER + pii_sentence(), "likes": 2}]}
-    q.write_text(json.dumps([psyqa_item(1, "考试焦虑" + pii_sentence(), pii_sentence(), [LONG_ANSWER + pii_sentence()]),
+    q.write_text(json.dumps([psyqa_item(1, "考试焦虑" + pii_sentence(), pii_sentence(),
+                                        [LONG_ANSWER + pii_sentence()]),
                              variant], ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "out"
     assert cli({"cpsycound": d, "cpsycoune": e, "psyqa": q}, out) == 0
@@ -139,7 +143,8 @@ def test_shards_rotate_and_stale_ones_are_removed(inputs: dict[str, Path], tmp_p
     results.mkdir()
     assert cli(inputs, out, "--shard-lines", "3") == 0
     shards = sorted((out / "labeling").glob("input_part_*.jsonl"))
-    assert [p.name for p in shards] == ["input_part_0001.jsonl", "input_part_0002.jsonl", "input_part_0003.jsonl"]
+    assert [p.name for p in shards] == ["input_part_0001.jsonl", "input_part_0002.jsonl",
+                                        "input_part_0003.jsonl"]
     assert [len(rows(p)) for p in shards] == [3, 3, 1]
     assert results.is_dir() and not (out / "labeling" / ".input_parts.tmp").exists()
 
@@ -149,7 +154,8 @@ def test_default_shard_size_is_300() -> None:
 
 
 def test_missing_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = clean.main(["--cpsycound", str(tmp_path / "nope"), "--data-dir", str(tmp_path / "o"), "--no-progress"])
+    code = clean.main(["--cpsycound", str(tmp_path / "nope"), "--data-dir", str(tmp_path / "o"),
+                       "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert "nope" in err and "no such folder" in err and "Traceback" not in err
@@ -192,4 +198,5 @@ def test_memory_does_not_grow_with_the_input(tmp_path: Path, monkeypatch: pytest
     assert per_file < 1024, f"peak grows {per_file:.0f} bytes per extra file ({base} -> {more})"
     one_file = max(p.stat().st_size for p in (tmp_path / "longer").iterdir())
     # a handful of copies of the file in hand (bytes, text, lines, turns, JSON line), not the input
-    assert longer - base < 12 * one_file < longer_bytes - base_bytes, f"peak {base} -> {longer} for 8x longer files"
+    assert longer - base < 12 * one_file < longer_bytes - base_bytes, (f"peak {base} -> {longer} "
+                                                                       "for 8x longer files")

@@ -24,10 +24,12 @@ def test_plain_dialogue(tmp_path: Path) -> None:
 
 
 def test_continuation_lines_join_the_current_turn(tmp_path: Path) -> None:
-    rec = parse(tmp_path, "来访者：怎么办？\n\n心理咨询师：几个建议：\n1. 深呼吸：慢慢吸气。\n2. 倾听：先听对方说。\n"
+    rec = parse(tmp_path,
+                "来访者：怎么办？\n\n心理咨询师：几个建议：\n1. 深呼吸：慢慢吸气。\n2. 倾听：先听对方说。\n"
                           "此外，保持作息。\n\n来访者：好。\n")
     assert isinstance(rec, Record)
-    assert rec.turns[1] == ("assistant", "几个建议：\n1. 深呼吸：慢慢吸气。\n2. 倾听：先听对方说。\n此外，保持作息。")
+    assert rec.turns[1] == ("assistant",
+                            "几个建议：\n1. 深呼吸：慢慢吸气。\n2. 倾听：先听对方说。\n此外，保持作息。")
     assert rec.meta["continuation_lines"] == 3
 
 
@@ -40,15 +42,18 @@ def test_stage_directions_go_to_meta(tmp_path: Path) -> None:
 
 
 def test_other_speakers_map_to_user_and_counselor_roleplay_to_assistant(tmp_path: Path) -> None:
-    rec = parse(tmp_path, "来访者（姚先生）：我很纠结。\n心理咨询师（扮演丈夫）：我理解你。\n妈妈：她不听话。\n"
+    rec = parse(tmp_path,
+                "来访者（姚先生）：我很纠结。\n心理咨询师（扮演丈夫）：我理解你。\n妈妈：她不听话。\n"
                           "女儿：我压力很大。\nA：离开吧。\nB：留下吧。\n来访者1：嗯。\n咨询师：好的，我们继续。\n")
     assert isinstance(rec, Record)
-    assert [r for r, _ in rec.turns] == ["user", "assistant", "user", "user", "user", "user", "user", "assistant"]
+    assert [r for r,
+            _ in rec.turns] == ["user", "assistant", "user", "user", "user", "user", "user", "assistant"]
     assert rec.meta["other_speakers"] == ["妈妈", "女儿", "A", "B"]
 
 
 def test_clause_before_a_colon_is_not_a_speaker(tmp_path: Path) -> None:
-    rec = parse(tmp_path, "来访者：我想问问。\n心理咨询师：我的建议是：\n具体步骤：先休息。\n你可以：多运动。\n")
+    rec = parse(tmp_path,
+                "来访者：我想问问。\n心理咨询师：我的建议是：\n具体步骤：先休息。\n你可以：多运动。\n")
     assert isinstance(rec, Record)
     assert rec.turns[1] == ("assistant", "我的建议是：\n具体步骤：先休息。\n你可以：多运动。")
 

@@ -53,8 +53,10 @@ def test_no_usable_answer(answers: list[str], reason: str) -> None:
 
 def test_schema_errors() -> None:
     assert psyqa.parse_item([1, 2], 0, "f").reason == "bad_schema"  # type: ignore[union-attr]
-    assert psyqa.parse_item({"question": "", "answers": []}, 0, "f").reason == "no_question"  # type: ignore[union-attr]
-    assert psyqa.parse_item({"question": "q", "answers": "x"}, 0, "f").reason == "bad_schema"  # type: ignore[union-attr]
+    # type: ignore[union-attr]
+    assert psyqa.parse_item({"question": "", "answers": []}, 0, "f").reason == "no_question"
+    # type: ignore[union-attr]
+    assert psyqa.parse_item({"question": "q", "answers": "x"}, 0, "f").reason == "bad_schema"
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
@@ -91,7 +93,8 @@ def test_broken_file_keeps_what_came_before(tmp_path: Path) -> None:
     out = list(psyqa.iter_records(path))
     assert [type(x).__name__ for x in out] == ["Record", "Record", "Record", "Drop"]
     drop = out[-1]
-    assert isinstance(drop, Drop) and drop.reason == "bad_json" and drop.index == 3 and "line 1" in drop.detail
+    assert isinstance(drop,
+                      Drop) and drop.reason == "bad_json" and drop.index == 3 and "line 1" in drop.detail
 
 
 def test_empty_undecodable_and_gb18030_files(tmp_path: Path) -> None:
@@ -104,6 +107,7 @@ def test_empty_undecodable_and_gb18030_files(tmp_path: Path) -> None:
     bad.write_bytes(b"[" + b"\x80\xff" * 10 + b"]")
     assert [d.reason for d in psyqa.iter_records(bad)] == ["undecodable"]  # type: ignore[union-attr]
     gb = tmp_path / "g.json"
-    gb.write_bytes(json.dumps([psyqa_item(5, "考试焦虑", "学生", [LONG_ANSWER])], ensure_ascii=False).encode("gb18030"))
+    gb.write_bytes(json.dumps([psyqa_item(5, "考试焦虑", "学生", [LONG_ANSWER])],
+                              ensure_ascii=False).encode("gb18030"))
     (rec,) = psyqa.iter_records(gb)
     assert isinstance(rec, Record) and rec.turns[1][1] == LONG_ANSWER

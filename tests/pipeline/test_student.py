@@ -7,7 +7,8 @@ from typing import Any
 from pipeline import student
 from psyedge.prompt import MAX_CHARS, MAX_TURNS, prepare
 
-REPLY = ("我能理解你的压力，我们可以一起把复习计划拆成小步骤，每天留出休息时间，也练习一下睡前放松，让身体慢慢平静下来。"
+REPLY = ("我能理解你的压力，我们可以一起把复习计划拆成小步骤，每天留出休息时间，"
+         "也练习一下睡前放松，让身体慢慢平静下来。"
          "如果一两周后还是睡不好，或者压力影响到上课和吃饭，请再来找我，我们一起想办法。")
 
 
@@ -21,13 +22,16 @@ def test_keeps_a_student_in_distress() -> None:
     assert len(REPLY) >= student.MIN_REPLY_CHARS
     small, reason = student.to_min(record([("user", "我是大二学生，考试前很焦虑。"), ("assistant", REPLY)]))
     assert reason is None and small is not None
-    assert small["meta"]["student_cues"] == ["学生", "考试", "大二"] and "焦虑" in small["meta"]["mental_cues"]
+    assert small["meta"]["student_cues"] == ["学生", "考试",
+                                             "大二"] and "焦虑" in small["meta"]["mental_cues"]
 
 
 def test_drop_reasons_in_rule_order() -> None:
     assert student.select(record([("user", "工作压力很大。"), ("assistant", REPLY)]))[0] == "not_student"
-    assert student.select(record([("user", "我是学生，想问选课。"), ("assistant", REPLY)]))[0] == "no_mental_cue"
-    assert student.select(record([("user", "我是学生，很焦虑。"), ("assistant", "嗯，说说看。")]))[0] == "short_reply"
+    assert student.select(record([("user", "我是学生，想问选课。"),
+                                  ("assistant", REPLY)]))[0] == "no_mental_cue"
+    assert student.select(record([("user", "我是学生，很焦虑。"),
+                                  ("assistant", "嗯，说说看。")]))[0] == "short_reply"
     # counselor words do not make the client a student
     assert student.select(record([("user", "我很焦虑。"), ("assistant", "学习" + REPLY)]))[0] == "not_student"
 

@@ -29,8 +29,8 @@ def test_a40_profile_is_the_seed_recipe() -> None:
 
 def test_tiny_profile_uses_the_same_method() -> None:
     tiny, a40 = load_config(profile_path("tiny")), load_config(profile_path("a40"))
-    for key in ("quant_4bit", "dtype", "upcast_layernorm", "lora_r", "lora_alpha", "lora_dropout", "lora_target",
-                "template", "per_device_batch_size"):
+    for key in ("quant_4bit", "dtype", "upcast_layernorm", "lora_r", "lora_alpha", "lora_dropout",
+                "lora_target", "template", "per_device_batch_size"):
         assert getattr(tiny, key) == getattr(a40, key), key
 
 
@@ -110,7 +110,8 @@ def test_wrong_template_and_long_examples(tiny_tokenizer) -> None:
 def _run_no_torch(code: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter that fails if torch was imported."""
     wrapped = f"import sys\n{code}\nassert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n"
-    return subprocess.run([sys.executable, "-c", wrapped], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", wrapped], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
 
 
 def test_missing_base_model_fails_fast(tmp_path: Path) -> None:
@@ -150,7 +151,8 @@ def test_missing_sft_and_bad_profile_fail_fast(tiny_base: Path, tmp_path: Path) 
 def test_merge_missing_adapter_fails_fast(tiny_base: Path, tmp_path: Path) -> None:
     proc = _run_no_torch(
         "from training.merge import main\n"
-        f"rc = main(['--base-model', '{tiny_base}', '--adapter', '{tmp_path}/adapter', '--out', '{tmp_path}/m'])")
+        f"rc = main(['--base-model', '{tiny_base}', '--adapter', '{tmp_path}/adapter', '--out', "
+        f"'{tmp_path}/m'])")
     assert proc.returncode == 1 and "make train" in proc.stderr and "adapter_model.safetensors" in proc.stderr
 
 
@@ -167,6 +169,7 @@ def test_sbatch_command_and_script(tiny_base: Path, tmp_path: Path) -> None:
     text = script.decode()
     for line in ("#SBATCH --partition=A40", "#SBATCH --gres=gpu:1", "#SBATCH --cpus-per-task=8",
                  "#SBATCH --mem=32G", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@", "#SBATCH --time=",
-                 "%j", "scontrol requeue", f"REQUEUE_EXIT={train.REQUEUE_EXIT}", "torch.distributed.run", "srun"):
+                 "%j", "scontrol requeue", f"REQUEUE_EXIT={train.REQUEUE_EXIT}", "torch.distributed.run",
+                 "srun"):
         assert line in text, line
     assert subprocess.run(["bash", "-n", str(train.SBATCH_SCRIPT)]).returncode == 0

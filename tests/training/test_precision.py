@@ -50,7 +50,8 @@ def test_explicit_dtype_is_honoured_and_bad_ones_fail() -> None:
 
 def test_the_avx2_reproduction_switches_auto_to_float32() -> None:
     """`ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2` must give the slow-bf16 CPU's answer."""
-    code = "import json; from training.precision import choose; print(json.dumps(choose('auto', 'cpu').to_dict()))"
+    code = ("import json; from training.precision import choose; "
+            "print(json.dumps(choose('auto', 'cpu').to_dict()))")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])

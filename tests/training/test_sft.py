@@ -15,7 +15,8 @@ from training import sft
 from training.config import load_config, profile_path
 from training.synthetic import write_rule_dataset
 
-LLAMAFACTORY_YAML = Path(__file__).resolve().parents[2] / "training" / "llamafactory" / "qlora_sft_deepseekr1.yaml"
+LLAMAFACTORY_YAML = (Path(__file__).resolve().parents[2] / "training" / "llamafactory"
+                     / "qlora_sft_deepseekr1.yaml")
 
 
 @pytest.fixture()
@@ -31,7 +32,8 @@ def _labels_file(data_dir: Path) -> Path:
 def test_records_have_no_skew(data_dir: Path) -> None:
     """The SFT prompt of every sample equals the SDK's rendered prompt for its conversation."""
     sft.build_sft(data_dir, "deepseek-r1")
-    conversations = {r["id"]: r["conversation"] for r in read_jsonl(data_dir / "processed" / "unified_min.jsonl")}
+    conversations = {r["id"]: r["conversation"]
+                     for r in read_jsonl(data_dir / "processed" / "unified_min.jsonl")}
     labels = {r["id"]: r for r in read_jsonl(_labels_file(data_dir))}
     records = list(read_jsonl(data_dir / "datasets" / sft.SFT_NAME))
     assert len(records) == 90
@@ -109,7 +111,7 @@ def test_dataset_info_for_llamafactory(data_dir: Path) -> None:
     assert set(info) == {"student_mental", "student_mental_val"}
     for entry in info.values():
         assert entry["formatting"] == "alpaca"
-        assert entry["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
+        assert entry["columns"] == {"prompt": "instruction", "response": "output"}
         assert (data_dir / "datasets" / entry["file_name"]).is_file()
 
 
@@ -123,7 +125,8 @@ def test_llamafactory_yaml_matches_a40_profile() -> None:
     assert lf["upcast_layernorm"] is a40.upcast_layernorm is True
     pairs = {"lora_rank": a40.lora_r, "lora_alpha": a40.lora_alpha, "lora_dropout": a40.lora_dropout,
              "per_device_train_batch_size": a40.per_device_batch_size,
-             "gradient_accumulation_steps": a40.gradient_accumulation_steps, "learning_rate": a40.learning_rate,
+             "gradient_accumulation_steps": a40.gradient_accumulation_steps,
+             "learning_rate": a40.learning_rate,
              "num_train_epochs": a40.epochs, "lr_scheduler_type": a40.lr_scheduler,
              "cutoff_len": a40.max_length, "eval_steps": a40.eval_steps, "save_steps": a40.save_steps}
     for key, value in pairs.items():

@@ -61,7 +61,8 @@ def _wait(job_id: str, until, what: str, timeout: float = JOB_TIMEOUT_S) -> dict
         if until(info):
             return info
         if info.get("JobState") in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
-            pytest.fail(f"job {job_id} ended {info.get('JobState')} while waiting for {what}: {info.get('Reason')}")
+            pytest.fail(f"job {job_id} ended {info.get('JobState')} while waiting for {what}: "
+                        f"{info.get('Reason')}")
         time.sleep(1)
     pytest.fail(f"job {job_id}: timed out after {timeout}s waiting for {what}; last state {_job(job_id)}")
 
@@ -74,9 +75,11 @@ def _submit(tiny_base: Path, data: Path, out: Path, config: Path, monkeypatch) -
     return job_id
 
 
-def test_sbatch_trains_the_tiny_profile(cluster, tiny_base: Path, data: Path, tmp_path: Path, monkeypatch) -> None:
+def test_sbatch_trains_the_tiny_profile(cluster, tiny_base: Path, data: Path, tmp_path: Path,
+                                        monkeypatch) -> None:
     out = tmp_path / "run"
-    job_id = _submit(tiny_base, data, out, _config(tmp_path, max_steps=12, eval_steps=6, save_steps=6), monkeypatch)
+    job_id = _submit(tiny_base, data, out, _config(tmp_path, max_steps=12, eval_steps=6, save_steps=6),
+                     monkeypatch)
     info = _wait(job_id, lambda i: i.get("JobState") == "COMPLETED", "completion")
     log_text = (out / "logs" / f"slurm-{job_id}.out").read_text()
     assert info.get("Partition") == "A40" and "gpu" in info.get("TresPerNode", ""), info

@@ -52,7 +52,8 @@ def run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_outputs_and_loss_falls(run: dict) -> None:
     out = run["out"]
-    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter/psyedge_train.json",
+    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json",
+                 "adapter/psyedge_train.json",
                  "train_results.json", "eval_results.json", "training_loss.png", "training_eval_loss.png",
                  "config.yaml"):
         assert (out / name).is_file(), name
@@ -99,6 +100,10 @@ def test_merged_folder(run: dict, tiny_base: Path) -> None:
     assert json.loads((merged / "tokenizer_config.json").read_text())["chat_template"] == jinja
     manifest = json.loads((merged / "psyedge.json").read_text())
     expected = make_manifest("deepseek-r1", tiny_base.name, merge.adapter_hash(run["out"] / "adapter"))
+    trained = json.loads((run["out"] / "adapter" / "psyedge_train.json").read_text())
+    # Where the adapter came from: this trainer, its profile and the SFT set it saw.
+    expected["adapter_source"] = {"trainer": "psyedge", "profile": "tiny",
+                                  "sft_sha256": trained["sft_sha256"]}
     assert manifest == expected
     assert manifest["contract_version"] == CONTRACT_VERSION and manifest["prompt_hash"] == prompt_hash()
     cfg = json.loads((merged / "config.json").read_text())

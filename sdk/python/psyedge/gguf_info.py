@@ -107,7 +107,8 @@ def _value(f: BinaryIO, vtype: int, path: Path) -> Any:
             for _ in range(length):
                 _value(f, item_type, path)
         return ArrayInfo(item_type, length)
-    raise ModelError(f"{path}: unknown GGUF value type {vtype} at offset {f.tell()}; not a GGUF this SDK can read")
+    raise ModelError(f"{path}: unknown GGUF value type {vtype} at offset {f.tell()}; not a GGUF this SDK can "
+                     "read")
 
 
 def read_info(path: str | Path) -> GGUFInfo:

@@ -4,8 +4,9 @@ Why a lexicon next to a model: a missed suicide risk is the worst failure psyedg
 1.5B model quantized to 4 bits will miss some. The Screener raises `risk_flag` when this lexicon
 finds risk the model did not (never lowers it), and the offline `rules` labeling teacher uses it
 as its risk judgement. It must be cheap (stdlib `re` only; about 0.15 ms for a 30-character text
-and 2 ms for a full 2,000-character transcript on one desktop core), explainable (every hit names its entry and span) and editable without code: all phrases,
-patterns and context rules live in `data/risk_lexicon.json`; their reasoning is in LEXICON.md.
+and 2 ms for a full 2,000-character transcript on one desktop core), explainable (every hit names
+its entry and span) and editable without code: all phrases, patterns and context rules live in
+`data/risk_lexicon.json`; their reasoning is in LEXICON.md.
 
 Matching, in order:
 1. fold: a 1:1 character table (full-width ASCII, a few traditional characters) so that spans
@@ -198,7 +199,8 @@ def parse_lexicon(obj: Any, source: str = "<lexicon>") -> Lexicon:
     for i, raw in enumerate(obj["entries"]):
         where = f"entries[{i}]"
         if not isinstance(raw, dict):
-            raise _fail(source, where, f"expected an object, got {type(raw).__name__}", "write {id, class, ...}")
+            raise _fail(source, where, f"expected an object, got {type(raw).__name__}",
+                        "write {id, class, ...}")
         unknown = set(raw) - _ENTRY_KEYS
         if unknown:
             raise _fail(source, where, f"unknown keys {sorted(unknown)}", f"use only {sorted(_ENTRY_KEYS)}")
@@ -229,12 +231,14 @@ def parse_lexicon(obj: Any, source: str = "<lexicon>") -> Lexicon:
     for i, raw in enumerate(obj.get("rules", [])):
         where = f"rules[{i}]"
         if not isinstance(raw, dict):
-            raise _fail(source, where, f"expected an object, got {type(raw).__name__}", "write {name, kind, ...}")
+            raise _fail(source, where, f"expected an object, got {type(raw).__name__}",
+                        "write {name, kind, ...}")
         unknown = set(raw) - _RULE_KEYS
         if unknown:
             raise _fail(source, where, f"unknown keys {sorted(unknown)}", f"use only {sorted(_RULE_KEYS)}")
         if raw.get("kind") not in _RULE_KINDS:
-            raise _fail(source, where, f"kind {raw.get('kind')!r} is unknown", f"use one of {list(_RULE_KINDS)}")
+            raise _fail(source, where, f"kind {raw.get('kind')!r} is unknown",
+                        f"use one of {list(_RULE_KINDS)}")
         applies = raw.get("applies_to", list(RISK_CLASSES))
         if not isinstance(applies, list) or not set(applies) <= set(RISK_CLASSES):
             raise _fail(source, where, f"applies_to {applies!r} is not a list of risk classes",
@@ -242,8 +246,10 @@ def parse_lexicon(obj: Any, source: str = "<lexicon>") -> Lexicon:
         name = raw.get("name")
         if not isinstance(name, str) or not name:
             raise _fail(source, where, "name is missing", "name the rule (it appears in explanations)")
-        self_regex = _compile(source, f"rule {name!r}", raw["self_pattern"]) if "self_pattern" in raw else None
-        rules.append(Rule(name, raw["kind"], frozenset(applies), _compile(source, f"rule {name!r}", raw.get("pattern")),
+        self_regex = _compile(source, f"rule {name!r}",
+                              raw["self_pattern"]) if "self_pattern" in raw else None
+        rules.append(Rule(name, raw["kind"], frozenset(applies),
+                          _compile(source, f"rule {name!r}", raw.get("pattern")),
                           str(raw.get("object_markers", "")), self_regex, int(raw.get("window", 12))))
     fold_raw = obj.get("fold", {})
     if not isinstance(fold_raw, dict) or any(len(k) != 1 or len(v) != 1 for k, v in fold_raw.items()):
@@ -291,3 +297,15 @@ def explain(text: str) -> list[Candidate]:
 def lexicon_risk(text: str) -> str:
     """The most severe risk flag the packaged lexicon finds in `text` ("none" if nothing)."""
     return load_lexicon().risk(text)
+
+
+def conversation_risk(conversation: Any) -> str:
+    """The most severe flag the packaged lexicon finds in the student's own turns.
+
+    Only `user` turns count: a counselor asking "有没有想过自杀" is not the student's risk. Each
+    turn is scanned on its own, so a context rule never reaches across a change of speaker. The
+    offline rules teacher and the labeling report both classify a sample this way.
+    """
+    turns = conversation if isinstance(conversation, list) else []
+    texts = [t.get("text", "") for t in turns if isinstance(t, dict) and t.get("role") == "user"]
+    return most_severe({lexicon_risk(t) for t in texts if isinstance(t, str)})

@@ -129,7 +129,8 @@ def check_conversation(conversation: Any) -> list[Turn]:
     user turn left is refused, since there is nobody to assess.
     """
     if isinstance(conversation, (str, bytes)) or not isinstance(conversation, Sequence):
-        raise TypeError(f"conversation must be a list of {{role, text}} dicts, got {type(conversation).__name__}")
+        raise TypeError(f"conversation must be a list of {{role, text}} dicts, "
+                        f"got {type(conversation).__name__}")
     turns = [t for i, turn in enumerate(conversation) if (t := check_turn(i, turn)) is not None]
     if not any(t.role == "user" for t in turns):
         raise InputError("conversation has no user turn with visible text: nothing to assess")
@@ -196,6 +197,25 @@ def instruction_and_transcript(conversation: Any) -> str:
     """The template-free prompt (instruction + trimmed transcript): what a teacher LLM is sent."""
     turns, _ = prepare(conversation)
     return INSTRUCTION + transcript(turns)
+
+
+#: Teacher-only (LABEL_MODE=evidence): the quotes that back the labels, so a reviewer can check
+#: them against the dialogue. The student model never sees this text nor writes evidence.
+EVIDENCE_REQUEST = (
+    "\n另外在同一个 JSON 中加一个字段 \"evidence\"：最多三条支持上述评估的原话，"
+    "必须逐字摘自来访者的发言（不改一个字），每条不超过 40 个字；没有可引用的原话时给空列表。\n"
+)
+
+
+def evidence_prompt(conversation: Any) -> str:
+    """The teacher prompt of the evidence mode: the usual prompt, then `EVIDENCE_REQUEST`."""
+    return instruction_and_transcript(conversation) + EVIDENCE_REQUEST
+
+
+def evidence_prompt_hash() -> str:
+    """Version of the evidence-mode teacher prompt: the student prompt's hash and the request."""
+    blob = f"{prompt_hash()}:{EVIDENCE_REQUEST}".encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def render(conversation: Any, template: str | ChatTemplate = "deepseek-r1") -> str:

@@ -4,9 +4,10 @@ Decoding jumps forward along the decode plan (DECODING.md): the fixed JSON text 
 batches and the model is asked only at the four value positions, choosing among the allowed
 values; the per-value probabilities come from the same logits. The answer is guessed (the last
 assessment's values) and decoded with the prompt in one call; from the first field the model
-chooses differently the rest is decoded again, so the labels are exactly field-by-field ones. The instruction prefix is decoded
-once per Screener and kept in the KV cache; a session re-decodes only its new turns. A risk
-lexicon raises `risk_flag` on explicit expressions. Nothing here opens a socket.
+chooses differently the rest is decoded again, so the labels are exactly field-by-field ones. The
+instruction prefix is decoded once per Screener and kept in the KV cache; a session re-decodes only
+its new turns. A risk lexicon raises `risk_flag` on explicit expressions. Nothing here opens a
+socket.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ class Screener:
     """
 
     def __init__(self, model_path: str | Path, template: str | None = None, *, lexicon: bool = True,
-                 n_ctx: int = 4096, n_threads: int = 0, flash_attn: bool = True, verbose: bool = False) -> None:
+                 n_ctx: int = 4096, n_threads: int = 0, flash_attn: bool = True,
+                 verbose: bool = False) -> None:
         if template is not None and not isinstance(template, str):
             raise TypeError(f"template must be a template name (str), got {type(template).__name__}")
         if template is not None:
@@ -171,7 +173,8 @@ class Screener:
             self.engine.close()
             raise
         log.info("loaded %s (template %s, prefix %d tokens in %.0f ms, state %d KiB)", self.engine.path.name,
-                 self.template.name, len(self.token_plan.prefix), self.prefix_ms, self.prefix_state_bytes // 1024)
+                 self.template.name, len(self.token_plan.prefix), self.prefix_ms,
+                 self.prefix_state_bytes // 1024)
 
     # ---- setup -------------------------------------------------------------------------------
     def _resolve_template(self, template: str | None) -> ChatTemplate:
@@ -199,13 +202,15 @@ class Screener:
         toks = tuple(self.engine.tokenize(text, special=False))
         back = b"".join(self.engine.piece(t) for t in toks)
         if back != text.encode("utf-8"):
-            raise ModelError(f"{self.engine.path}: the tokenizer does not round-trip {text!r} (gives {back!r}); "
-                             "jump-forward decoding needs exact forced text (a space-prefix SPM vocabulary?)")
+            raise ModelError(f"{self.engine.path}: the tokenizer does not round-trip {text!r} (gives "
+                             f"{back!r}); jump-forward decoding needs exact forced text (a space-prefix SPM "
+                             "vocabulary?)")
         return toks
 
     def _build_token_plan(self) -> TokenPlan:
         eng = self.engine
-        prefix = ([eng.bos] if eng.add_bos else []) + eng.tokenize(self.template.prefix + INSTRUCTION, special=True)
+        prefix = ([eng.bos] if eng.add_bos else []) + eng.tokenize(self.template.prefix + INSTRUCTION,
+                                                                   special=True)
         forced, values = [], []
         for step in PLAN:
             if step.forced is not None:
@@ -257,7 +262,8 @@ class Screener:
             turns = [Turn(turns[0].role, text[len(text) // 4 or 1:])]
             lines, cut = [self._line_tokens(turns[0])], True
             if not turns[0].text:
-                raise InputError(f"the context of {self.engine.n_ctx} tokens is too small for the instruction")
+                raise InputError(f"the context of {self.engine.n_ctx} tokens is too small for the "
+                                 "instruction")
         return turns, lines, cut
 
     def _prepare(self, turns: list[Turn]) -> Prompt:

@@ -31,7 +31,8 @@ def tiny_plain(model_dir: Path) -> Path:
 def tiny_shared(model_dir: Path) -> Path:
     """qwen2 architecture whose vocabulary spells `suicidal`/`self_harm` from a shared `s`."""
     shape = gguf_factory.Shape(arch="qwen2")
-    return gguf_factory.write_model(model_dir / "shared.gguf", shape, template="chatml", value_merges=False, seed=3)
+    return gguf_factory.write_model(model_dir / "shared.gguf", shape, template="chatml", value_merges=False,
+                                    seed=3)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ from testkit.gguf_factory import CORPUS_ZH
 Conversation = list[dict[str, str]]
 
 ZH_USER = [
-    "老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。", "同学关系也不好，感觉自己很孤独。",
+    "老师，我最近压力很大，晚上睡不着觉。", "我总是担心考试成绩不好，爸妈会失望。",
+    "同学关系也不好，感觉自己很孤独。",
     "上课注意力不集中，心里很烦。", "有时候觉得活着没意思，不想去学校了。", "室友吵架，宿舍里我待不下去。",
     "作业太多，论文写不完。", "我好累，想哭，没有人理解我。", "最近心慌，很紧张，很害怕。",
     "周末和朋友去跑步，感觉开心一点。", "高考没考好，研究生也没考上。", "毕业了工作找不到。",
@@ -71,7 +72,8 @@ def generate(n: int = 200, seed: int = 7) -> list[tuple[str, Conversation]]:
     out.append(("empty_after_cleaning", [{"role": "user", "text": "\u200b\u200b\ufeff"},
                                          {"role": "assistant", "text": "\x00\x01"},
                                          {"role": "user", "text": "我还好"}]))
-    out.append(("empty_after_cleaning", [{"role": "assistant", "text": "\u2060"}, {"role": "user", "text": "嗯"}]))
+    out.append(("empty_after_cleaning",
+                [{"role": "assistant", "text": "\u2060"}, {"role": "user", "text": "嗯"}]))
     out.append(("long_50000", [{"role": "user", "text": _random_zh(rng, 50_000)}]))
     out.append(("long_50000", [{"role": "user", "text": "a" * 50_000}]))
     out.append(("long_50000", ordinary() + [{"role": "assistant", "text": _random_zh(rng, 25_000)},

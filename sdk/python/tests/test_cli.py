@@ -25,7 +25,8 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
 def test_assess_writes_one_valid_row_per_conversation(tiny_model: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     rows = [{"id": "a", "conversation": [{"role": "user", "text": "我最近压力很大"}]},
-            {"id": "b", "turns": [{"role": "user", "text": "我想自杀"}, {"role": "assistant", "text": "你现在安全吗"}]},
+            {"id": "b",
+             "turns": [{"role": "user", "text": "我想自杀"}, {"role": "assistant", "text": "你现在安全吗"}]},
             [{"role": "user", "text": "x" * 3000}]]
     inp = _write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out" / "assess.jsonl"
@@ -46,12 +47,14 @@ def test_assess_writes_one_valid_row_per_conversation(tiny_model: Path, tmp_path
 @pytest.mark.parametrize(("content", "needle"), [
     ("{not json\n", "in.jsonl:1: not valid JSON"),
     ('{"id": 1, "text": "hi"}\n', "in.jsonl:1: no conversation"),
-    ('{"conversation": [{"role": "user", "text": "ok"}]}\n[{"role": "bot", "text": "hi"}]\n', "in.jsonl:2: turn 0: role"),
+    ('{"conversation": [{"role": "user", "text": "ok"}]}\n[{"role": "bot", "text": "hi"}]\n',
+     "in.jsonl:2: turn 0: role"),
     ('[{"role": "user", "text": 3}]\n', "text must be a string"),
     ("\n", "holds no conversations"),
 ])
 def test_assess_rejects_bad_input_lines_with_file_and_line(tiny_model: Path, tmp_path: Path, content: str,
-                                                           needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+                                                           needle: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     inp = tmp_path / "in.jsonl"
     inp.write_text(content, "utf-8")
     out = tmp_path / "out.jsonl"
@@ -61,9 +64,11 @@ def test_assess_rejects_bad_input_lines_with_file_and_line(tiny_model: Path, tmp
     assert not out.exists()
 
 
-def test_assess_model_errors_exit_1(tiny_plain: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_assess_model_errors_exit_1(tiny_plain: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     inp = _write_jsonl(tmp_path / "in.jsonl", [[{"role": "user", "text": "hi"}]])
-    assert main(["assess", "--model", str(tiny_plain), "--input", str(inp), "--output", str(tmp_path / "o")]) == 1
+    assert main(["assess", "--model", str(tiny_plain), "--input", str(inp), "--output",
+                 str(tmp_path / "o")]) == 1
     assert "template=" in capsys.readouterr().err
     assert main(["assess", "--model", str(tmp_path / "none.gguf"), "--input", str(inp),
                  "--output", str(tmp_path / "o")]) == 1
@@ -72,7 +77,8 @@ def test_assess_model_errors_exit_1(tiny_plain: Path, tmp_path: Path, capsys: py
                  "--output", str(tmp_path / "o")]) == 2
 
 
-def test_exports_match_the_contract_and_the_goldens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exports_match_the_contract_and_the_goldens(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["grammar"]) == 0
     assert capsys.readouterr().out == gbnf() == (GOLDEN / "labels.gbnf").read_text("utf-8")
     assert main(["schema"]) == 0

@@ -73,7 +73,8 @@ def test_every_combination_round_trips_through_the_canonical_text() -> None:
     for d in allowed_values("depression_level"):
         for r in allowed_values("risk_flag"):
             for s in allowed_values("student_distress_score"):
-                obj = {"depression_level": d, "anxiety_level": 3 - d, "risk_flag": r, "student_distress_score": s}
+                obj = {"depression_level": d, "anxiety_level": 3 - d, "risk_flag": r,
+                       "student_distress_score": s}
                 text = canonical_json(obj)
                 assert json.loads(text) == obj
                 n += 1

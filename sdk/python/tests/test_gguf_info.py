@@ -28,7 +28,8 @@ def test_reads_the_keys_the_factory_wrote(tiny_model: Path) -> None:
 @pytest.mark.parametrize(("data", "needle"), [
     (b"GGML" + b"\0" * 40, "not a GGUF file"),
     (b"GGUF" + (9).to_bytes(4, "little") + b"\0" * 16, "version 9"),
-    (b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (5).to_bytes(8, "little") + b"\1\0", "truncated"),
+    (b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") + (5).to_bytes(8, "little") + b"\1\0",
+     "truncated"),
 ], ids=["bad-magic", "bad-version", "truncated"])
 def test_broken_files_name_the_problem(tmp_path: Path, data: bytes, needle: str) -> None:
     p = tmp_path / "bad.gguf"

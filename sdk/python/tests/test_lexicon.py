@@ -190,7 +190,8 @@ def test_every_entry_is_general_classed_grouped_and_documented() -> None:
 
 
 @pytest.mark.parametrize(("entry", "needle"), [
-    ({"id": "a", "class": "suicidal", "group": "g", "phrase": "这是一句超过十二个字符的很长的句子"}, "max 12"),
+    ({"id": "a", "class": "suicidal", "group": "g", "phrase": "这是一句超过十二个字符的很长的句子"},
+     "max 12"),
     ({"id": "a", "class": "suicide", "group": "g", "phrase": "想死"}, "not a risk class"),
     ({"id": "a", "class": "suicidal", "group": "g", "pattern": "想(死"}, "not a valid regex"),
     ({"id": "a", "class": "suicidal", "group": "g"}, "exactly one of"),

@@ -21,7 +21,8 @@ def _all_outputs() -> set[str]:
 def test_plan_fills_to_every_canonical_output_and_nothing_else() -> None:
     holes = [s for s in PLAN if s.forced is None]
     assert [s.field for s in holes] == list(FIELDS)
-    filled = {fill(dict(zip(FIELDS, combo, strict=True))) for combo in itertools.product(*(s.values for s in holes))}
+    filled = {fill(dict(zip(FIELDS, combo,
+                            strict=True))) for combo in itertools.product(*(s.values for s in holes))}
     assert filled == _all_outputs()
 
 

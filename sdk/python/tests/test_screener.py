@@ -77,7 +77,8 @@ def test_render_is_the_contract_prompt_and_segments_tokenize_like_the_whole(scre
 BAD_INPUTS = [
     ("hello", TypeError), (None, TypeError), (b"x", TypeError), (["user: hi"], TypeError),
     ([{"role": "user", "text": 5}], TypeError), ([{"role": "user"}], TypeError),
-    ([], InputError), ([{"role": "system", "text": "x"}], InputError), ([{"role": "user", "text": ""}], InputError),
+    ([], InputError), ([{"role": "system", "text": "x"}], InputError),
+    ([{"role": "user", "text": ""}], InputError),
     ([{"role": "user", "text": "   \n"}], InputError), ([{"role": "assistant", "text": "hi"}], InputError),
     ([{"role": "user", "text": "\u200b\ufeff"}], InputError), ([{"Role": "user", "text": "hi"}], InputError),
 ]
@@ -92,7 +93,8 @@ def test_bad_input_raises_a_clear_error(screener: Screener, conv: object, exc: t
     _check(screener.assess([{"role": "user", "text": "我还好"}]))  # the screener still works
 
 
-def test_session_decodes_only_new_turns_and_matches_a_fresh_screener(screener: Screener, tiny_model: Path) -> None:
+def test_session_decodes_only_new_turns_and_matches_a_fresh_screener(screener: Screener,
+                                                                     tiny_model: Path) -> None:
     fresh = Screener(tiny_model, **TINY_KW)
     texts = ["老师，我最近压力很大。", "能说说吗？", "考试没考好，爸妈会失望。", "嗯。", "我睡不着。"] * 3
     sess = screener.session()
@@ -106,7 +108,8 @@ def test_session_decodes_only_new_turns_and_matches_a_fresh_screener(screener: S
         a = sess.assess()
         b = fresh.assess(list(sess.turns))
         for f in FIELDS:
-            assert np.allclose(list(a.probabilities[f].values()), list(b.probabilities[f].values()), atol=1e-3)
+            assert np.allclose(list(a.probabilities[f].values()), list(b.probabilities[f].values()),
+                               atol=1e-3)
         prompt = screener.prompt(sess.turns)
         lines, trimmed = prompt.lines, prompt.trimmed
         if not trimmed and i >= 2:
@@ -138,11 +141,13 @@ def test_kv_reuse_and_the_state_restore_path_give_the_same_answer(screener: Scre
     for other in (again, restored):
         assert other.labels == first.labels
         for f in FIELDS:
-            assert np.allclose(list(other.probabilities[f].values()), list(first.probabilities[f].values()), atol=1e-4)
+            assert np.allclose(list(other.probabilities[f].values()), list(first.probabilities[f].values()),
+                               atol=1e-4)
     assert 0 < screener.prefix_state_bytes < 64 * 1024 * 1024
 
 
-def test_template_comes_from_metadata_or_the_caller(tiny_model: Path, tiny_plain: Path, model_dir: Path) -> None:
+def test_template_comes_from_metadata_or_the_caller(tiny_model: Path, tiny_plain: Path,
+                                                    model_dir: Path) -> None:
     conv = [{"role": "user", "text": "我好累"}]
     with pytest.raises(ModelError, match="template="):
         Screener(tiny_plain)
@@ -156,7 +161,8 @@ def test_template_comes_from_metadata_or_the_caller(tiny_model: Path, tiny_plain
         assert s.template.name == "deepseek-r1" and s.metadata["template"] == "deepseek-r1"
     with pytest.raises(InputError, match="unknown chat template"):
         Screener(tiny_model, template="llama3")
-    old = gguf_factory.write_model(model_dir / "old.gguf", manifest={"contract_version": "0.9", "template": "raw"})
+    old = gguf_factory.write_model(model_dir / "old.gguf",
+                                   manifest={"contract_version": "0.9", "template": "raw"})
     with pytest.raises(ModelError, match="contract 0.9"):
         Screener(old)
     with pytest.raises(ModelError, match="not found"):
@@ -237,7 +243,8 @@ def test_assess_never_touches_the_network(tiny_model: Path, monkeypatch: pytest.
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     with Screener(tiny_model, **TINY_KW) as s:
-        _check(s.assess([{"role": "user", "text": "我想自杀"}, {"role": "assistant", "text": "你现在安全吗"}]))
+        _check(s.assess([{"role": "user", "text": "我想自杀"},
+                         {"role": "assistant", "text": "你现在安全吗"}]))
         sess = s.session()
         sess.add("user", "我好累")
         _check(sess.assess())
@@ -258,7 +265,8 @@ def test_session_add_checks_each_turn(screener: Screener) -> None:
         sess.assess()
 
 
-def test_a_failed_decode_leaves_the_screener_usable(screener: Screener, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_decode_leaves_the_screener_usable(screener: Screener,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     conv = [{"role": "user", "text": "我最近很焦虑。"}]
     before = screener.assess(conv)
     real = screener.engine.decode

@@ -78,7 +78,8 @@ def agree_up_to_ties(got: list[int], ref: list[int], ref_probs: list[list[float]
     for f, (g, r) in enumerate(zip(got, ref, strict=True)):
         if g != r:
             top = sorted(ref_probs[f], reverse=True)
-            assert top[0] - top[1] < 2 * tol, f"field {f}: chose {g}, reference {r}, probabilities {ref_probs[f]}"
+            assert top[0] - top[1] < 2 * tol, (f"field {f}: chose {g}, reference {r}, "
+                                               f"probabilities {ref_probs[f]}")
             return True
     return False
 
@@ -144,7 +145,8 @@ def test_speculation_matches_sequential_decoding(spec_screener: Screener, prob_a
     assert max(calls) <= len(HOLES)  # the bound: at most 5 decode calls per assessment
 
 
-def test_a_session_whose_labels_hold_reassesses_in_one_call(spec_screener: Screener, prob_atol: float) -> None:
+def test_a_session_whose_labels_hold_reassesses_in_one_call(spec_screener: Screener,
+                                                            prob_atol: float) -> None:
     s = spec_screener
     sess = s.session()
     sess.add("user", "老师，我最近压力很大，晚上睡不着觉。")

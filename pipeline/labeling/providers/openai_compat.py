@@ -5,7 +5,7 @@ host. The reply is constrained with `response_format: {type: json_schema, strict
 SDK schema (llama.cpp turns it into a grammar, vLLM into guided decoding).
 
 Plain `urllib` in a worker thread keeps this dependency-free; concurrency is bounded by the
-caller (`pipeline.label`), so at most `concurrency` threads block on sockets at a time.
+caller (the interactive executor), so at most `concurrency` threads block on sockets at a time.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from pipeline.providers.base import (
+from pipeline.labeling.config import LabelConfig
+from pipeline.labeling.providers.base import Provider
+from pipeline.labeling.records import (
     TRANSIENT_STATUS,
     FatalError,
     Message,
-    Provider,
     Reply,
     TransientError,
     Usage,
-    openai_schema,
 )
-from pipeline.providers.config import LabelConfig
+from pipeline.labeling.replies import openai_schema
 
 #: OpenAI finish reasons onto the Gemini names `check_reply` knows.
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
@@ -50,15 +50,18 @@ class OpenAICompatProvider(Provider):
         self.cfg = cfg
         self.url = str(cfg.base_url).rstrip("/") + "/chat/completions"
         self._key = os.environ.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
+        self.secrets = [self._key] if self._key else []
 
     def _body(self, messages: list[Message]) -> bytes:
         return json.dumps({
             "model": self.model,
-            "messages": [{"role": "assistant" if r == "model" else "user", "content": t} for r, t in messages],
+            "messages": [{"role": "assistant" if r == "model" else "user", "content": t} for r,
+                         t in messages],
             "temperature": self.cfg.temperature,
             "max_tokens": self.cfg.max_output_tokens,
             "response_format": {"type": "json_schema",
-                                "json_schema": {"name": "psyedge_labels", "strict": True, "schema": openai_schema()}},
+                                "json_schema": {"name": "psyedge_labels", "strict": True,
+                                                "schema": openai_schema()}},
         }, ensure_ascii=False).encode("utf-8")
 
     def _post(self, body: bytes) -> dict[str, Any]:
@@ -73,7 +76,8 @@ class OpenAICompatProvider(Provider):
             if exc.code in TRANSIENT_STATUS:
                 raise TransientError(f"http_{exc.code}", _retry_after(exc.headers)) from None
             raise FatalError(f"{self.url} refused the request: HTTP {exc.code} {exc.reason} "
-                             "(check base_url, the model name and the server's JSON-schema support)") from None
+                             "(check base_url, the model name and the server's JSON-schema "
+                             "support)") from None
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"connection: {type(exc).__name__}") from None
         except json.JSONDecodeError:

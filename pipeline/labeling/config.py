@@ -15,7 +15,28 @@ from typing import Any
 
 import yaml
 
+from pipeline.labeling.records import RunKey
+from psyedge.contract import CONTRACT_VERSION
+from psyedge.prompt import evidence_prompt_hash, prompt_hash
+
 PROVIDERS: tuple[str, ...] = ("rules", "gemini", "gemini-batch", "openai")
+#: `labels`: the four labels. `evidence`: the labels plus up to three literal quotes of the
+#: student that support them (checked, re-asked when not literal), for reviewers only.
+LABEL_MODES: tuple[str, ...] = ("labels", "evidence")
+
+#: Harm categories the Gemini API takes a threshold for on text prompts, and the thresholds
+#: (https://ai.google.dev/gemini-api/docs/safety-settings). Counseling text about suicide must
+#: be read, not refused unread: the shipped config sets BLOCK_NONE for each one.
+HARM_CATEGORIES: tuple[str, ...] = (
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY",
+)
+THRESHOLDS: tuple[str, ...] = (
+    "BLOCK_NONE", "OFF", "BLOCK_ONLY_HIGH", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_LOW_AND_ABOVE",
+)
 
 
 class ConfigError(ValueError):
@@ -42,6 +63,8 @@ class LabelConfig:
     tpm: float = 250_000
     retries: int = 6
     reasks: int = 2
+    reask_blocked: int = 0
+    label_mode: str = "labels"
     timeout_s: float = 60.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
@@ -52,7 +75,7 @@ class LabelConfig:
     batch_discount: float = 1.0
     price: Price = field(default_factory=Price)
     api_version: str | None = None
-    safety_threshold: str | None = None
+    safety_settings: dict[str, str] = field(default_factory=dict)
     poll_interval_s: float = 30.0
     wait_s: float = 86_400.0
     base_url: str | None = None
@@ -91,7 +114,8 @@ def load_config(path: str | Path, provider: str, model: str | None = None,
     try:
         raw = yaml.safe_load(path.read_text("utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the labeling config ({exc.strerror}); pass --config FILE") from None
+        raise ConfigError(f"{path}: cannot read the labeling config ({exc.strerror}); pass --config "
+                          "FILE") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     raw = _as_mapping(raw, "the file", path)
@@ -106,10 +130,11 @@ def load_config(path: str | Path, provider: str, model: str | None = None,
     _check_keys(prov, f"providers.{provider}", path)
     model = model or prov.get("model") or defaults.get("model")
     if not model:
-        raise ConfigError(f"{path}: no model for provider {provider!r}: pass --model or set providers.{provider}.model")
+        raise ConfigError(f"{path}: no model for provider {provider!r}: pass --model or set "
+                          f"providers.{provider}.model")
     if model not in models:
-        raise ConfigError(f"{path}: model {model!r} has no entry under models: (its limits and prices come from "
-                          f"config, not code); add one, known: {sorted(models)}")
+        raise ConfigError(f"{path}: model {model!r} has no entry under models: (its limits and prices come "
+                          f"from config, not code); add one, known: {sorted(models)}")
     mod = _as_mapping(models[model], f"models.{model}", path)
     _check_keys(mod, f"models.{model}", path)
     merged: dict[str, Any] = {}
@@ -139,8 +164,12 @@ def _check_values(cfg: LabelConfig, path: Path) -> None:
         raise ConfigError(f"{path}: concurrency must be >= 1, got {cfg.concurrency}")
     if cfg.rpm < 0 or cfg.tpm < 0:
         raise ConfigError(f"{path}: rpm/tpm must be >= 0 (0 = unlimited), got rpm={cfg.rpm} tpm={cfg.tpm}")
-    if cfg.retries < 0 or cfg.reasks < 0:
-        raise ConfigError(f"{path}: retries/reasks must be >= 0, got {cfg.retries}/{cfg.reasks}")
+    if min(cfg.retries, cfg.reasks, cfg.reask_blocked) < 0:
+        raise ConfigError(f"{path}: retries/reasks/reask_blocked must be >= 0, got "
+                          f"{cfg.retries}/{cfg.reasks}/{cfg.reask_blocked}")
+    _check_safety(cfg.safety_settings, path)
+    if cfg.label_mode not in LABEL_MODES:
+        raise ConfigError(f"{path}: label_mode must be one of {list(LABEL_MODES)}, got {cfg.label_mode!r}")
     if not 0 < cfg.batch_discount <= 1:
         raise ConfigError(f"{path}: batch_discount is a price multiplier in (0, 1], got {cfg.batch_discount}")
     if not 0 <= cfg.max_failed_share <= 1:
@@ -150,3 +179,23 @@ def _check_values(cfg: LabelConfig, path: Path) -> None:
         raise ConfigError(f"{path}: timeout_s must be > 0, got {cfg.timeout_s}")
     if cfg.provider == "openai" and not cfg.base_url:
         raise ConfigError(f"{path}: provider openai needs base_url (e.g. http://127.0.0.1:8080/v1)")
+
+
+def _check_safety(settings: Any, path: Path) -> None:
+    """`safety_settings` is a mapping of known harm categories to known thresholds."""
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: safety_settings must map a harm category to a threshold, "
+                          f"got {type(settings).__name__}")
+    for category, threshold in settings.items():
+        if category not in HARM_CATEGORIES:
+            raise ConfigError(f"{path}: safety_settings has unknown category {category!r}; "
+                              f"expected some of {list(HARM_CATEGORIES)}")
+        if threshold not in THRESHOLDS:
+            raise ConfigError(f"{path}: safety_settings.{category} = {threshold!r}; "
+                              f"expected one of {list(THRESHOLDS)}")
+
+
+def run_key(cfg: LabelConfig) -> RunKey:
+    """The identity labels are stored and reused under; the evidence mode has its own prompt."""
+    version = evidence_prompt_hash() if cfg.label_mode == "evidence" else prompt_hash()
+    return RunKey(cfg.provider, cfg.model, version, CONTRACT_VERSION)

@@ -15,38 +15,25 @@ a paid label is never deleted, and the labeler's cache reuses it when its prompt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from pipeline.io import dumps_line, write_jsonl
-from pipeline.layout import SHARD_RE
+from pipeline.labeling.records import RunKey, UsageError
+from pipeline.layout import SHARD_GLOB, SHARD_NAME, SHARD_RE
 
 log = logging.getLogger(__name__)
 
 LABEL_FIELDS_ROW = ("depression_level", "anxiety_level", "risk_flag", "student_distress_score")
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """What makes a stored label reusable: same model, prompt and schema."""
-
-    provider: str
-    model: str
-    prompt_version: str
-    contract_version: str
-
-    def matches(self, row: dict[str, Any]) -> bool:
-        return (row.get("model") == self.model and row.get("prompt_version") == self.prompt_version
-                and row.get("contract_version") == self.contract_version)
-
-    def stamp(self) -> dict[str, str]:
-        return {"provider": self.provider, "model": self.model, "prompt_version": self.prompt_version,
-                "contract_version": self.contract_version}
+#: Merged files of a results folder besides dataset.jsonl: every refusal of the teacher, and the
+#: fallback teacher's journal.
+BLOCKED_FILE = "blocked.jsonl"
+FALLBACK_FILE = "fallback.jsonl"
 
 
 @dataclass(frozen=True)
@@ -69,13 +56,26 @@ class ShardFiles:
 
 def label_journals(results_dir: Path) -> list[Path]:
     """Every file of labeled rows in `results_dir`: shard results of any input, and retired rows."""
-    return sorted(p for p in results_dir.glob("input_part_*.jsonl")
+    return sorted(p for p in results_dir.glob(SHARD_GLOB)
                   if SHARD_RE.match(p.name) or p.name.endswith(".retired.jsonl"))
 
 
-def prompt_sha(prompt: str) -> str:
-    """Dedup/cache key of a prompt: identical normalised conversations give identical prompts."""
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:20]
+def find_shards(labeling_dir: Path, shard: str | None) -> list[Path]:
+    """The input shards, sorted; `shard` ("7" or "0007") picks one."""
+    if not labeling_dir.is_dir():
+        raise UsageError(f"{labeling_dir} does not exist: run `make data` first (it writes the labeling "
+                         "shards)")
+    shards = sorted(p for p in labeling_dir.iterdir() if SHARD_RE.match(p.name))
+    if not shards:
+        raise UsageError(f"no input_part_NNNN.jsonl in {labeling_dir}: run `make data` first")
+    if shard is not None:
+        if not shard.isdigit():
+            raise UsageError(f"--shard must be a number like 0007, got {shard!r}")
+        want = SHARD_NAME.format(int(shard))
+        shards = [p for p in shards if p.name == want]
+        if not shards:
+            raise UsageError(f"--shard {shard}: {labeling_dir / want} does not exist")
+    return shards
 
 
 def read_rows(path: Path, repair: bool = True) -> list[dict[str, Any]]:
@@ -104,7 +104,8 @@ def read_rows(path: Path, repair: bool = True) -> list[dict[str, Any]]:
         good_end = end
         pos = end
     if good_end < len(data):
-        log.warning("%s: cut a torn last line (%d bytes) left by an interrupted run", path, len(data) - good_end)
+        log.warning("%s: cut a torn last line (%d bytes) left by an interrupted run", path,
+                    len(data) - good_end)
         if repair:
             with open(path, "r+b") as fh:
                 fh.truncate(good_end)
@@ -159,6 +160,21 @@ def finalize(files: ShardFiles, input_ids: list[str], key: RunKey) -> dict[str, 
     write_jsonl(files.failed, fail)
     missing = len(order) - len(lab) - len(fail)
     if missing:
-        raise RuntimeError(f"{files.input}: {len(order)} input ids but {len(lab)} labeled + {len(fail)} failed; "
-                           f"{missing} unaccounted (a bug: re-run to label them, then report it)")
+        raise RuntimeError(f"{files.input}: {len(order)} input ids but {len(lab)} labeled + {len(fail)} "
+                           f"failed; {missing} unaccounted (a bug: re-run to label them, then report it)")
     return {"input": len(order), "labeled": len(lab), "failed": len(fail)}
+
+
+def iter_shard_rows(shard_paths: list[Path], results_dir: Path, key: RunKey,
+                    failed: bool = False) -> Iterator[dict[str, Any]]:
+    """The current rows of `key` over shards, in shard order: labeled, or failed ones."""
+    for path in shard_paths:
+        files = ShardFiles.of(path, results_dir)
+        yield from current_rows(files.failed if failed else files.results, key).values()
+
+
+def open_failures(shard_paths: list[Path], results_dir: Path, key: RunKey) -> list[dict[str, Any]]:
+    """Failed rows of `key` whose id no shard has labeled since (a later run may have)."""
+    labeled = {r["id"] for r in iter_shard_rows(shard_paths, results_dir, key)}
+    return [f for f in iter_shard_rows(shard_paths, results_dir, key, failed=True)
+            if f["id"] not in labeled]

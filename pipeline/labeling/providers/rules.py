@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.providers.base import Message, Provider, Reply, Usage
+from pipeline.labeling.providers.base import Provider
+from pipeline.labeling.records import Message, Reply, Usage
 from psyedge.contract import canonical_json
 
 #: Depression cues (low mood, anhedonia, hopelessness, guilt, fatigue), as students write them.
@@ -50,12 +51,10 @@ def _distinct(table: tuple[str, ...], text: str) -> int:
 
 def rule_labels(conversation: list[dict[str, Any]]) -> dict[str, Any]:
     """The four labels for a conversation of `{role, text}` turns (deterministic)."""
-    from psyedge.contract import most_severe
-    from psyedge.lexicon import lexicon_risk  # lazy: the lexicon module is optional at import time
+    from psyedge.lexicon import conversation_risk
 
-    user_turns = [t["text"] for t in conversation if t.get("role") == "user"]
-    text = "\n".join(user_turns)
-    risk = most_severe({lexicon_risk(t) for t in user_turns})
+    text = "\n".join(t["text"] for t in conversation if t.get("role") == "user")
+    risk = conversation_risk(conversation)
     depression = _level(_distinct(DEPRESSION_CUES, text))
     if risk in ("suicidal", "self_harm"):
         depression = max(depression, 2)

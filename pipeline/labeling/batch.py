@@ -1,4 +1,4 @@
-"""The `gemini-batch` provider: one Gemini Batch API job per shard (half price), resumable.
+"""The batch executor: one Gemini Batch API job per shard (half price), resumable.
 
 How a shard goes through the Batch API:
 1. the shard's unlabeled, distinct prompts become inline requests (`metadata.key` = prompt sha;
@@ -25,16 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import atomic_write_json
-from pipeline.providers.base import (
-    FatalError,
-    TransientError,
-    Usage,
-    check_reply,
-    failure_reason,
-    reask_messages,
-)
-from pipeline.providers.config import LabelConfig
-from pipeline.providers.gemini import (
+from pipeline.labeling.config import LabelConfig
+from pipeline.labeling.journal import Journal, ShardFiles, current_rows, finalize
+from pipeline.labeling.providers.gemini import (
     api_key_from_env,
     classify_error,
     generation_config,
@@ -42,10 +35,23 @@ from pipeline.providers.gemini import (
     reply_from_response,
     to_contents,
 )
-from pipeline.providers.journal import Journal, RunKey, ShardFiles, current_rows, finalize
+from pipeline.labeling.records import (
+    FatalError,
+    Outcome,
+    Reply,
+    RunKey,
+    Sample,
+    TransientError,
+    Usage,
+    read_samples,
+    result_row,
+)
+from pipeline.labeling.replies import judge, reask_messages, student_text
+from pipeline.labeling.retry import backoff
 
 log = logging.getLogger(__name__)
 
+_RNG = random.Random()
 _RUNNING = {"JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_QUEUED", "JOB_STATE_UNSPECIFIED"}
 _DONE_OK = "JOB_STATE_SUCCEEDED"
 
@@ -63,11 +69,12 @@ def _call(fn: Any, cfg: LabelConfig, what: str, secrets: list[str], **kwargs: An
         except Exception as exc:  # classify: API errors, transport errors
             err = classify_error(exc, secrets)
             if isinstance(err, FatalError) or attempt == cfg.retries:
-                raise (err if isinstance(err, FatalError) else FatalError(f"{what}: {err} after {attempt + 1} tries")) \
+                raise (err if isinstance(err,
+                                         FatalError)
+                       else FatalError(f"{what}: {err} after {attempt + 1} tries")) \
                     from None
             assert isinstance(err, TransientError)
-            cap = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** attempt)
-            delay = max(cap / 2 + random.uniform(0, cap / 2), err.retry_after or 0)
+            delay = backoff(cfg, attempt, err.retry_after, _RNG)
             log.info("%s: transient %s, retry in %.2f s", what, err.reason, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -76,11 +83,11 @@ def _call(fn: Any, cfg: LabelConfig, what: str, secrets: list[str], **kwargs: An
 class BatchShard:
     """One shard's journey through batch rounds; state persisted after every change."""
 
-    def __init__(self, cfg: LabelConfig, key: RunKey, files: ShardFiles, client: Any, secrets: list[str]) -> None:
-        from pipeline.label import read_samples
-
+    def __init__(self, cfg: LabelConfig, key: RunKey, files: ShardFiles, client: Any,
+                 secrets: list[str]) -> None:
         self.cfg, self.key, self.files, self.client, self.secrets = cfg, key, files, client, secrets
-        self.samples, _ = read_samples(files.input)
+        self.evidence = cfg.label_mode == "evidence"
+        self.samples, _ = read_samples(files.input, cfg.label_mode)
         self.state = self._load_state()
 
     def _load_state(self) -> dict[str, Any]:
@@ -90,42 +97,43 @@ class BatchShard:
             return fresh
         state = json.loads(self.files.batch.read_text("utf-8"))
         if state.get("key") != self.key.stamp():
-            log.warning("%s: batch state is for %s, not this run: starting over", self.files.batch, state.get("key"))
+            log.warning("%s: batch state is for %s, not this run: starting over", self.files.batch,
+                        state.get("key"))
             return fresh
         return state
 
     def _save(self) -> None:
         atomic_write_json(self.files.batch, self.state)
 
-    def _open_groups(self) -> dict[str, list[Any]]:
+    def _open_groups(self) -> dict[str, list[Sample]]:
         """Prompt sha -> samples still to label (not labeled, not given up)."""
         done = current_rows(self.files.results, self.key)
         failed = current_rows(self.files.failed, self.key)
-        groups: dict[str, list[Any]] = {}
+        groups: dict[str, list[Sample]] = {}
         for s in self.samples:
             if s.id in done or s.id in failed:
                 continue
             groups.setdefault(s.sha if not s.error else f"bad:{s.id}", []).append(s)
         return groups
 
-    def _write(self, group: list[Any], labels: dict[str, Any] | None, reason: str, error: str, text: str,
-               finish: str, sha: str) -> None:
-        from pipeline.label import Outcome, failed_row, labeled_row
-
+    def _write(self, group: list[Sample], sha: str, labels: dict[str, Any] | None = None, reason: str = "",
+               error: str = "", reply: Reply | None = None, evidence: list[str] | None = None) -> None:
         st = self.state
-        out = Outcome(labels, text=text, finish_reason=finish, usage=Usage.from_dict(st["usage"].get(sha)),
+        reply = reply or Reply("", "", Usage())
+        out = Outcome(labels, text=reply.text, finish_reason=reply.finish_reason,
+                      usage=Usage.from_dict(st["usage"].get(sha)),
                       attempts=int(st["attempts"].get(sha, 0)), reasks=len(st["history"].get(sha, [])),
-                      reason=reason, error=error)
+                      reason=reason, error=error, block_reason=reply.block_reason,
+                      safety_ratings=reply.safety_ratings, evidence=evidence)
         journal = Journal(self.files.results if labels is not None else self.files.failed)
         try:
             for i, s in enumerate(group):
                 dedup = None if i == 0 else group[0].id
-                journal.write(labeled_row(s, out, self.key, dedup) if labels is not None
-                              else failed_row(s, out, self.key, dedup))
+                journal.write(result_row(s, out, self.key, dedup))
         finally:
             journal.close()
 
-    def _collect(self, job: Any, groups: dict[str, list[Any]]) -> None:
+    def _collect(self, job: Any, groups: dict[str, list[Sample]]) -> None:
         st = self.state
         state = _state_name(job)
         responses = list(getattr(getattr(job, "dest", None), "inlined_responses", None) or []) \
@@ -152,31 +160,31 @@ class BatchShard:
             if row_error is not None:
                 st["errors"][sha] = int(st["errors"].get(sha, 0)) + 1
                 if st["errors"][sha] > self.cfg.retries:
-                    self._write(group, None, "batch_row_error", row_error, "", "", sha)
+                    self._write(group, sha, reason="batch_row_error", error=row_error)
                 continue
             reply = reply_from_response(item.response)
             st["usage"][sha] = (Usage.from_dict(st["usage"].get(sha)) + reply.usage).to_dict()
-            labels, error = check_reply(reply)
-            if labels is not None:
-                self._write(group, labels, "", "", reply.text, reply.finish_reason, sha)
-                continue
             history = st["history"].setdefault(sha, [])
-            if len(history) >= self.cfg.reasks:
-                reason = failure_reason(reply.finish_reason)
-                self._write(group, None, reason, f"still invalid after {len(history)} re-ask(s): {error}",
-                            reply.text, reply.finish_reason, sha)
+            source = student_text(group[0].record["conversation"]) if self.evidence else None
+            verdict = judge(reply, len(history), self.cfg.reasks, self.cfg.reask_blocked, source)
+            if verdict.reask:
+                history.append([reply.text, verdict.error])
             else:
-                history.append([reply.text, error])
+                self._write(group, sha, verdict.labels, verdict.reason, verdict.error, reply,
+                            verdict.evidence)
 
-    def _submit(self, groups: dict[str, list[Any]]) -> None:
+    def _submit(self, groups: dict[str, list[Sample]]) -> None:
         from google.genai import types
 
         st = self.state
         config = generation_config(self.cfg)
         keys = [sha for sha, g in groups.items() if not g[0].error]
-        requests = [types.InlinedRequest(contents=to_contents(reask_messages(groups[sha][0].prompt,
-                                                                            [tuple(h) for h in st["history"].get(sha, [])])),
-                                         metadata={"key": sha}, config=config) for sha in keys]
+        requests = []
+        for sha in keys:
+            history = [(h[0], h[1]) for h in st["history"].get(sha, [])]
+            chat = reask_messages(groups[sha][0].prompt, history, self.evidence)
+            requests.append(types.InlinedRequest(contents=to_contents(chat), metadata={"key": sha},
+                                                 config=config))
         st["round"] += 1
         job = _call(self.client.batches.create, self.cfg, f"{self.files.name}: submit batch", self.secrets,
                     model=self.cfg.model, src=types.BatchJobSource(inlined_requests=requests),
@@ -185,27 +193,28 @@ class BatchShard:
             st["attempts"][sha] = int(st["attempts"].get(sha, 0)) + 1
         st["job"], st["job_keys"] = job.name, keys
         self._save()  # persisted before anything else: a later run polls this job, never re-pays it
-        log.info("%s: submitted %s with %d requests (round %d)", self.files.name, job.name, len(keys), st["round"])
+        log.info("%s: submitted %s with %d requests (round %d)", self.files.name, job.name, len(keys),
+                 st["round"])
 
     def run(self, deadline: float) -> bool:
         """Drive the shard until done (True) or until `deadline` with a job still running (False)."""
-        from pipeline.label import Outcome, failed_row
-
         while True:
             groups = self._open_groups()
             bad = [g for k, g in groups.items() if k.startswith("bad:")]
             if bad:
                 j = Journal(self.files.failed)
                 for g in bad:
-                    j.write(failed_row(g[0], Outcome(None, reason="bad_input", error=g[0].error), self.key))
+                    j.write(result_row(g[0], Outcome(None, reason="bad_input", error=g[0].error), self.key))
                 j.close()
                 continue
             if self.state["job"]:
-                job = _call(self.client.batches.get, self.cfg, f"{self.files.name}: poll", self.secrets, name=self.state["job"])
+                job = _call(self.client.batches.get, self.cfg, f"{self.files.name}: poll", self.secrets,
+                            name=self.state["job"])
                 state = _state_name(job)
                 if state in _RUNNING:
                     if time.monotonic() >= deadline:
-                        log.warning("%s: %s still %s; re-run to collect", self.files.name, self.state["job"], state)
+                        log.warning("%s: %s still %s; re-run to collect", self.files.name, self.state["job"],
+                                    state)
                         return False
                     time.sleep(self.cfg.poll_interval_s)
                     continue

@@ -5,7 +5,7 @@ Settings that matter and why:
   from `base.gemini_schema`): the service constrains its own output, re-asks become rare.
 - `thinking_budget=0` (config): Gemini 2.5 Flash thinks by default and bills thinking as output.
 - temperature 0: the same conversation gets the same labels across runs and re-runs.
-- the SDK's own retries are off (`HttpRetryOptions(attempts=1)`): `pipeline.label` owns retries
+- the SDK's own retries are off (`HttpRetryOptions(attempts=1)`): the executor owns retries
   so it can honour the server's `retryDelay`, which the SDK ignores.
 - base URL: `GOOGLE_GEMINI_BASE_URL`, the SDK's own variable (google-genai 3.6 reads it in
   `_base_url.get_base_url` when no `http_options.base_url` is given); it is also passed
@@ -22,23 +22,21 @@ import os
 import re
 from typing import Any
 
-from pipeline.providers.base import (
+from pipeline.labeling.config import LabelConfig
+from pipeline.labeling.providers.base import Provider
+from pipeline.labeling.records import (
     TRANSIENT_STATUS,
     FatalError,
     Message,
-    Provider,
     Reply,
     TransientError,
     Usage,
-    gemini_schema,
     redact,
 )
-from pipeline.providers.config import LabelConfig
+from pipeline.labeling.replies import gemini_schema
 
 KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 BASE_URL_VAR = "GOOGLE_GEMINI_BASE_URL"
-_HARM_CATEGORIES = ("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
-                    "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT")
 
 
 class MissingKeyError(FatalError):
@@ -72,15 +70,15 @@ def generation_config(cfg: LabelConfig) -> Any:
 
     kwargs: dict[str, Any] = {
         "response_mime_type": "application/json",
-        "response_schema": gemini_schema(),
+        "response_schema": gemini_schema(cfg.label_mode == "evidence"),
         "temperature": cfg.temperature,
         "max_output_tokens": cfg.max_output_tokens,
     }
     if cfg.thinking_budget is not None:
         kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=cfg.thinking_budget)
-    if cfg.safety_threshold:
-        kwargs["safety_settings"] = [types.SafetySetting(category=c, threshold=cfg.safety_threshold)
-                                     for c in _HARM_CATEGORIES]
+    if cfg.safety_settings:
+        kwargs["safety_settings"] = [types.SafetySetting(category=c, threshold=t)
+                                     for c, t in cfg.safety_settings.items()]
     return types.GenerateContentConfig(**kwargs)
 
 
@@ -105,23 +103,37 @@ def retry_delay(details: Any) -> float | None:
     return None
 
 
+def _ratings(items: Any) -> tuple[dict[str, Any], ...]:
+    """`SafetyRating`s as plain dicts (category, probability, blocked) for the failed rows."""
+    out = []
+    for r in items or []:
+        cat, prob = getattr(r, "category", None), getattr(r, "probability", None)
+        out.append({"category": str(getattr(cat, "value", cat)),
+                    "probability": str(getattr(prob, "value", prob)),
+                    "blocked": bool(getattr(r, "blocked", False))})
+    return tuple(out)
+
+
 def reply_from_response(response: Any) -> Reply:
-    """Text, finish reason and usage of a `GenerateContentResponse` (blocked prompts included)."""
+    """Text, finish reason, usage and any refusal details of a `GenerateContentResponse`."""
     usage_md = response.usage_metadata
     usage = Usage(input=int(getattr(usage_md, "prompt_token_count", 0) or 0),
                   output=int(getattr(usage_md, "candidates_token_count", 0) or 0),
                   thinking=int(getattr(usage_md, "thoughts_token_count", 0) or 0),
                   calls=1) if usage_md is not None else Usage(calls=1)
+    feedback = getattr(response, "prompt_feedback", None)
+    block = getattr(feedback, "block_reason", None)
+    block_name = str(getattr(block, "value", block) or "")
     candidates = response.candidates or []
     if not candidates:
-        feedback = getattr(response, "prompt_feedback", None)
-        block = getattr(feedback, "block_reason", None)
-        return Reply("", f"BLOCKED_{getattr(block, 'name', block) or 'NO_CANDIDATE'}", usage)
+        return Reply("", f"BLOCKED_{block_name or 'NO_CANDIDATE'}", usage, block_name or "NO_CANDIDATE",
+                     _ratings(getattr(feedback, "safety_ratings", None)))
     cand = candidates[0]
     parts = (cand.content.parts if cand.content and cand.content.parts else []) or []
     text = "".join(p.text or "" for p in parts if not getattr(p, "thought", False))
     finish = cand.finish_reason
-    return Reply(text, str(getattr(finish, "value", finish) or "UNKNOWN"), usage)
+    return Reply(text, str(getattr(finish, "value", finish) or "UNKNOWN"), usage, block_name,
+                 _ratings(cand.safety_ratings))
 
 
 def classify_error(exc: BaseException, secrets: list[str] | None = None) -> Exception:
@@ -154,7 +166,7 @@ class GeminiProvider(Provider):
         super().__init__(cfg.model)
         self.cfg = cfg
         key = api_key or api_key_from_env()
-        self._secrets = [key]
+        self.secrets = [key]
         self._client = make_client(cfg, key)
         self._config = generation_config(cfg)
 
@@ -167,10 +179,10 @@ class GeminiProvider(Provider):
                                                          config=self._config),
                 timeout=self.cfg.timeout_s)
         except (errors.APIError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
-            raise classify_error(exc, self._secrets) from None
+            raise classify_error(exc, self.secrets) from None
         except Exception as exc:  # transport errors of the SDK's HTTP library (httpx2/aiohttp)
             if type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore2", "httpcore", "aiohttp"):
-                raise classify_error(exc, self._secrets) from None
+                raise classify_error(exc, self.secrets) from None
             raise
         return reply_from_response(response)
 

@@ -1,0 +1,381 @@
+"""`make bench-ladder`: one fine-tuned model at every hop of the chain, on held-out human labels.
+
+    python -m benchmarks.ladder --data data/datasets/psysuicide_holdout_rows.json \
+        --out reports/bench/ladder --base-gguf models/gemma-3-270m/gemma-3-270m-Q4_K_M.gguf \
+        --merged models/gemma-cpu/merged --f16 models/gemma-cpu/model-f16.gguf \
+        --q4 models/gemma-cpu/model-Q4_K_M.gguf [--driver mobile/android/build/arm/host/psyedge_driver]
+
+Hops, in chain order: the untrained base zero-shot (the release GGUF, same prompt and plan), the
+merged checkpoint in PyTorch (`training.plan_torch`: the Screener's plan, each field's allowed
+values scored), the f16 and Q4_K_M GGUFs through the SDK Screener, and the Android engine's C++
+core (`psyedge_driver`, the code the JNI bridge runs) on the Q4_K_M file. A hop whose input is not
+given is reported absent, with the reason.
+
+Per hop, on the non-synthetic and the synthetic rows apart: risk precision/recall/F1 per class with
+and without the SDK lexicon (the Screener's safety net: the more severe flag wins); suicidal recall
+at precision >= 0.8 from P(suicidal) (and from max(P, lexicon)); the expected calibration error of
+P(suicidal); and per field the share of rows whose label equals the previous hop's. The deployed
+figures are the labels' (no threshold); the recall-at-precision figure picks its threshold on the
+rows it reports, so it describes the curve, not a tuned operating point.
+
+Writes `ladder.json`, `ladder.md` (the table) and `ladder.png` into `--out`; each hop's answers are
+kept in `hops/<hop>.jsonl` with the model's sha256, so a rerun scores only what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from benchmarks.metrics import accuracy, expected_calibration_error, recall_at_precision
+from benchmarks.risk import MIN_PRECISION
+from benchmarks.risk_metrics import AMBIGUOUS, RiskRow, class_metrics, load_psysuicide
+from psyedge.contract import FIELDS, most_severe
+
+log = logging.getLogger(__name__)
+
+LADDER_JSON, LADDER_MD, LADDER_PNG = "ladder.json", "ladder.md", "ladder.png"
+#: The hop every later one is also compared with: the model as trained, before conversion.
+REFERENCE_HOP = "fine-tuned (PyTorch)"
+
+#: One hop's answer for one row: labels (schema values) and per-field value probabilities.
+Answer = dict[str, Any]
+Scorer = Callable[[Sequence[RiskRow]], list[Answer]]
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A rung of the ladder: its name, what it reads (hashed for the cache) and how it scores."""
+
+    name: str
+    source: Path
+    scorer: Scorer
+
+
+def conversation(row: RiskRow) -> list[dict[str, str]]:
+    """A PsySUICIDE text as the one-turn student conversation every hop screens."""
+    return [{"role": "user", "text": row.text}]
+
+
+# ---- scorers ---------------------------------------------------------------------------------
+def screener_scorer(gguf: Path, template: str | None, threads: int) -> Scorer:
+    """The SDK Screener with the lexicon off (the ladder adds the lexicon itself, for every hop)."""
+
+    def run(rows: Sequence[RiskRow]) -> list[Answer]:
+        from tqdm import tqdm
+
+        from psyedge.screener import Screener
+
+        out = []
+        with Screener(gguf, template=template, lexicon=False, n_threads=threads) as s:
+            for r in tqdm(rows, desc=f"screener {gguf.name}", unit="text"):
+                a = s.assess(conversation(r))
+                out.append({"labels": a.labels.to_dict(), "probabilities": a.probabilities})
+        return out
+
+    return run
+
+
+def torch_scorer(merged: Path, template: str) -> Scorer:
+    """The merged checkpoint in PyTorch along the same plan (training.plan_torch)."""
+
+    def run(rows: Sequence[RiskRow]) -> list[Answer]:
+        from tqdm import tqdm
+
+        from training.plan_torch import PlanScorer
+
+        scorer = PlanScorer.load(merged, template)
+        out = []
+        for r in tqdm(rows, desc=f"torch {merged.name}", unit="text"):
+            res = scorer.assess(conversation(r))
+            out.append({"labels": res.labels, "probabilities": res.probabilities})
+        return out
+
+    return run
+
+
+def driver_scorer(driver: Path, gguf: Path, template: str, threads: int) -> Scorer:
+    """The Android engine's C++ core (`psyedge_driver`) on the cases document the SDK writes."""
+
+    def run(rows: Sequence[RiskRow]) -> list[Answer]:
+        arm_cases = android_tool("arm_cases")
+        spec = {"path": str(gguf), "template": template, "n_ctx": 4096, "threads": threads}
+        doc = arm_cases.cases_document(
+            spec, [{"id": str(r.row), "conversation": conversation(r)} for r in rows])
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = Path(tmp) / "cases.json"
+            cases.write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+            proc = subprocess.run([str(driver), "--model", str(gguf), "--cases", str(cases),
+                                   "--threads", str(threads)], capture_output=True, text=True)
+        lines = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
+        if proc.returncode != 0 or any("error" in x for x in lines):
+            raise RuntimeError(f"{driver} failed ({proc.returncode}): {proc.stdout[-500:]}"
+                               f"{proc.stderr[-500:]}")
+        results = [x for x in lines if "labels" in x]
+        if len(results) != len(rows):
+            raise RuntimeError(f"{driver} answered {len(results)} of {len(rows)} cases")
+        return [{"labels": schema_labels(x["labels"]), "probabilities": x["probabilities"]}
+                for x in results]
+
+    return run
+
+
+def android_tool(name: str) -> ModuleType:
+    """A script of mobile/android/tools as a module, loaded from its file.
+
+    The tools are scripts that the Android Makefile runs, not a package; loading one by path
+    leaves this process's import path as it is.
+    """
+    path = Path(__file__).resolve().parents[1] / "mobile" / "android" / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"{path} cannot be loaded as a module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def schema_labels(texts: dict[str, str]) -> dict[str, Any]:
+    """The driver's value texts ("2", "none") as the schema's values (2, "none")."""
+    from psyedge.contract import allowed_values
+    from psyedge.plan import PLAN
+
+    values = {s.field: s.values for s in PLAN if s.forced is None}
+    return {f: allowed_values(f)[values[f].index(t)] for f, t in texts.items()}
+
+
+# ---- cache -----------------------------------------------------------------------------------
+def _fingerprint(source: Path, rows: Sequence[RiskRow]) -> str:
+    """The model's sha256 (a folder: its weights') with the rows' texts: what the answers depend on."""
+    import hashlib
+
+    from pipeline.io import file_sha256
+
+    files = sorted(source.glob("*.safetensors")) if source.is_dir() else [source]
+    h = hashlib.sha256("".join(file_sha256(f) for f in files).encode())
+    for r in rows:
+        h.update(r.text.encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def answers_of(hop: Hop, rows: Sequence[RiskRow], cache_dir: Path) -> list[Answer]:
+    """The hop's answers, from its cache file when the model and rows are unchanged."""
+    from pipeline.io import write_jsonl
+
+    key = _fingerprint(hop.source, rows)
+    path = cache_dir / f"{hop.name}.jsonl"
+    if path.is_file():
+        cached = [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
+        if cached and cached[0].get("fingerprint") == key and len(cached) == len(rows) + 1:
+            log.info("%s: %d answers reused from %s", hop.name, len(rows), path)
+            return cached[1:]
+    t0 = time.perf_counter()
+    answers = hop.scorer(rows)
+    log.info("%s: %d rows in %.1f s", hop.name, len(rows), time.perf_counter() - t0)
+    write_jsonl(path, [{"fingerprint": key, "source": str(hop.source)}, *answers])
+    return answers
+
+
+# ---- metrics (the formulas are benchmarks.metrics') -------------------------------------------
+def hop_metrics(rows: Sequence[RiskRow], answers: Sequence[Answer],
+                lexicon: Sequence[str]) -> dict[str, Any]:
+    """One subset's figures for one hop (see the module docstring)."""
+    gold = [r.gold for r in rows]
+    model = [str(a["labels"]["risk_flag"]) for a in answers]
+    combined = [most_severe([m, x]) for m, x in zip(model, lexicon, strict=True)]
+    keep = [i for i, g in enumerate(gold) if g != AMBIGUOUS]
+    pos = [gold[i] == "suicidal" for i in keep]
+    p = [float(answers[i]["probabilities"]["risk_flag"]["suicidal"]) for i in keep]
+    p_lex = [max(p[j], 1.0 if lexicon[i] == "suicidal" else 0.0) for j, i in enumerate(keep)]
+    return {
+        "model": class_metrics(gold, model),
+        "model+lexicon": class_metrics(gold, combined),
+        f"suicidal_recall_at_precision_{MIN_PRECISION}": {
+            "model": recall_at_precision(pos, p, MIN_PRECISION),
+            "model+lexicon": recall_at_precision(pos, p_lex, MIN_PRECISION),
+        },
+        "ece_p_suicidal": expected_calibration_error(pos, p),
+        "rows": len(rows),
+    }
+
+
+def agreement(a: Sequence[Answer], b: Sequence[Answer]) -> dict[str, float]:
+    """Per field, the share of rows with the same label in both hops."""
+    return {f: round(accuracy([x["labels"][f] for x in a], [y["labels"][f] for y in b]) or 0.0, 4)
+            for f in FIELDS}
+
+
+def run(data: Path, out: Path, hops: Sequence[Hop], absent: dict[str, str]) -> dict[str, Any]:
+    """Score every hop on `data`, write the JSON, the Markdown table and the plot."""
+    from pipeline.io import atomic_write_json, atomic_write_text
+    from psyedge.lexicon import load_lexicon
+
+    t0 = time.perf_counter()
+    rows = load_psysuicide(data)
+    lex = load_lexicon()
+    lexicon = [lex.risk(r.text) for r in rows]
+    subsets = {"non_synthetic": [i for i, r in enumerate(rows) if not r.synthetic],
+               "synthetic": [i for i, r in enumerate(rows) if r.synthetic]}
+    report: dict[str, Any] = {"hops": {}, "absent": dict(absent)}
+    lexicon_only = [{"labels": {"risk_flag": x}, "probabilities": {
+        "risk_flag": {"suicidal": 1.0 if x == "suicidal" else 0.0}}} for x in lexicon]
+    report["lexicon"] = {s: hop_metrics([rows[i] for i in idx], [lexicon_only[i] for i in idx],
+                                        ["none"] * len(idx))["model"] for s, idx in subsets.items()}
+    previous: list[Answer] | None = None
+    reference: list[Answer] | None = None  # the fine-tuned model in PyTorch, once scored
+    for hop in hops:
+        answers = answers_of(hop, rows, out / "hops")
+        block: dict[str, Any] = {"source": str(hop.source)}
+        for s, idx in subsets.items():
+            block[s] = hop_metrics([rows[i] for i in idx], [answers[i] for i in idx],
+                                   [lexicon[i] for i in idx])
+        if previous is not None:
+            block["agreement_with_previous"] = agreement(answers, previous)
+        if reference is not None:
+            # What the deployed file loses against the model that was trained: the acceptance
+            # is per field and on the suicidal recall, not only hop by hop.
+            block["agreement_with_pytorch"] = agreement(answers, reference)
+        if hop.name == REFERENCE_HOP:
+            reference = answers
+        report["hops"][hop.name] = block
+        previous = answers
+    report["meta"] = {"data": str(data), "rows": len(rows),
+                      "non_synthetic": len(subsets["non_synthetic"]),
+                      "synthetic": len(subsets["synthetic"]),
+                      "seconds": round(time.perf_counter() - t0, 1)}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / LADDER_JSON, report)
+    atomic_write_text(out / LADDER_MD, markdown(report))
+    plot(report, out / LADDER_PNG)
+    return report
+
+
+# ---- output ----------------------------------------------------------------------------------
+def _f(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The table a README or note quotes: one line per hop, non-synthetic rows."""
+    head = ("| hop | suicidal P / R (model) | suicidal P / R (+lexicon) | "
+            f"R at P>={MIN_PRECISION} (+lexicon) | ECE P(suicidal) | agreement with previous |")
+    lines = [head, "|---|---|---|---|---|---|"]
+    lex = report["lexicon"]["non_synthetic"]["suicidal"]
+    lines.append(f"| lexicon alone | {_f(lex['precision'])} / {_f(lex['recall'])} | | | | |")
+    key = f"suicidal_recall_at_precision_{MIN_PRECISION}"
+    for name, block in report["hops"].items():
+        ns = block["non_synthetic"]
+        m, c = ns["model"]["suicidal"], ns["model+lexicon"]["suicidal"]
+        rap = ns[key]
+        agree = block.get("agreement_with_previous")
+        agree_s = ", ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in agree.items()) if agree else ""
+        lines.append(f"| {name} | {_f(m['precision'])} / {_f(m['recall'])} | "
+                     f"{_f(c['precision'])} / {_f(c['recall'])} | "
+                     f"{_f(rap['model']['recall'])} ({_f(rap['model+lexicon']['recall'])}) | "
+                     f"{_f(ns['ece_p_suicidal'])} | {agree_s} |")
+    for name, why in report["absent"].items():
+        lines.append(f"| {name} | absent: {why} | | | | |")
+    ref = report["hops"].get(REFERENCE_HOP)
+    for name, block in report["hops"].items():
+        agree = block.get("agreement_with_pytorch")
+        if agree and ref:
+            delta = (block["non_synthetic"]["model"]["suicidal"]["recall"]
+                     - ref["non_synthetic"]["model"]["suicidal"]["recall"])
+            lines.append(f"\n{name} vs {REFERENCE_HOP}: "
+                         + ", ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in agree.items())
+                         + f" of rows agree; suicidal recall (model) {delta:+.3f}.")
+    meta = report["meta"]
+    lines.append("")
+    lines.append(f"{meta['non_synthetic']} non-synthetic rows of {meta['data']} "
+                 f"({report['lexicon']['non_synthetic']['suicidal']['support']} suicidal).")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """Suicidal recall and precision per hop, with and without the lexicon, and the lexicon's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks.plots import save_figure
+
+    names = list(report["hops"])
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    width = 0.2
+    series = [("model", "recall"), ("model", "precision"),
+              ("model+lexicon", "recall"), ("model+lexicon", "precision")]
+    for k, (who, what) in enumerate(series):
+        ys = [report["hops"][n]["non_synthetic"][who]["suicidal"][what] or 0.0 for n in names]
+        ax.bar([i + (k - 1.5) * width for i in range(len(names))], ys, width, label=f"{who} {what}")
+    lex = report["lexicon"]["non_synthetic"]["suicidal"]
+    ax.axhline(lex["recall"] or 0.0, color="black", ls="--", lw=1, label="lexicon alone recall")
+    ax.axhline(0.9, color="gray", ls=":", lw=1, label="recall goal 0.90")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("suicidal, non-synthetic held-out rows")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def build_hops(args: argparse.Namespace) -> tuple[list[Hop], dict[str, str]]:
+    """The hops the arguments make available, and why the others are absent."""
+    hops: list[Hop] = []
+    absent: dict[str, str] = {}
+
+    def want(name: str, path: Path | None, make: Callable[[Path], Scorer]) -> None:
+        if path is None:
+            absent[name] = "not given"
+        elif not path.exists():
+            absent[name] = f"{path} does not exist"
+        else:
+            hops.append(Hop(name, path, make(path)))
+
+    want("base zero-shot", args.base_gguf, lambda p: screener_scorer(p, args.template, args.threads))
+    want(REFERENCE_HOP, args.merged, lambda p: torch_scorer(p, args.template))
+    want("f16 GGUF", args.f16, lambda p: screener_scorer(p, args.template, args.threads))
+    want("Q4_K_M GGUF", args.q4, lambda p: screener_scorer(p, args.template, args.threads))
+    if args.driver is not None and args.q4 is not None:
+        want("Android engine", args.driver,
+             lambda p: driver_scorer(p, args.q4, args.template, args.threads))
+    else:
+        absent["Android engine"] = "no --driver (or no --q4) given"
+    return hops, absent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.ladder",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, type=Path, help="PsySUICIDE-format held-out rows")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--base-gguf", type=Path, help="the untrained base as a GGUF")
+    ap.add_argument("--merged", type=Path, help="the merged fine-tuned checkpoint folder")
+    ap.add_argument("--f16", type=Path)
+    ap.add_argument("--q4", type=Path)
+    ap.add_argument("--driver", type=Path, help="psyedge_driver built for this machine")
+    ap.add_argument("--template", default="raw", help="chat template of the model (default raw)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("psyedge").setLevel(logging.WARNING)
+    hops, absent = build_hops(args)
+    report = run(args.data, args.out, hops, absent)
+    print(markdown(report))
+    print(f"wrote {args.out / LADDER_JSON}, {args.out / LADDER_MD}, {args.out / LADDER_PNG}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Labeling providers behind one interface (`base.Provider`): rules, gemini, gemini-batch, openai."""
