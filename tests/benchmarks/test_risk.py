@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import risk
-from benchmarks.metrics import pr_curve, recall_at_precision
+from benchmarks.metrics import expected_calibration_error, pr_curve, recall_at_precision
 from benchmarks.risk_metrics import (
     PSYSUICIDE_TO_RISK,
     RiskDataError,
@@ -103,6 +103,15 @@ def test_recall_at_precision_keeps_tied_scores_together() -> None:
     # At 0.7 precision, t=0.6 gives P 0.75, R 1.0.
     assert recall_at_precision(gold, scores, 0.7) == {"recall": 1.0, "precision": 0.75, "threshold": 0.6}
     assert [round(p["precision"], 3) for p in pr_curve(gold, scores)] == [1.0, 0.667, 0.75, 0.6, 0.5]
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    # Bin [0.9, 1.0]: P 0.9 and 1.0 (mean 0.95), both positive: |0.95 - 1| = 0.05, weight 2/4.
+    # Bin [0.1, 0.2): P 0.1 twice, one positive: |0.1 - 0.5| = 0.4, weight 2/4. ECE 0.225.
+    assert expected_calibration_error([True, True, True, False], [0.9, 1.0, 0.1, 0.1]) == 0.225
+    assert expected_calibration_error([], []) is None
+    with pytest.raises(ValueError, match="pair up"):
+        expected_calibration_error([True], [0.5, 0.5])
 
 
 # ---- the CLI -----------------------------------------------------------------------------------
