@@ -7,24 +7,35 @@ and within-1 accuracy. `risk_flag` is the safety-critical field: per-class preci
 with the lexicon safety net on and off, and risk recall over a probability threshold sweep (the
 PR curve) from the SDK's own value probabilities, so an app team can pick its operating point.
 
-Metric functions are pure (lists in, numbers out) and tested on hand-computed cases; undefined
-values (a precision with no predictions, kappa with no variance) are `None`, never a made-up 0,
-except inside macro-F1 where a class with no predictions counts as F1 = 0 (scikit-learn's
-convention, so the numbers compare with published ones).
+The metric functions themselves live in `benchmarks.metrics` (one convention for every
+benchmark); this module builds the evaluation set, runs the Screener and scores it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.metrics import (
+    THRESHOLDS,
+    accuracy,
+    confusion_matrix,
+    macro_f1,
+    mean_absolute_error,
+    per_class,
+    pr_curve,
+    quadratic_weighted_kappa,
+    ratio,
+    value_stats,
+    within,
+)
 from pipeline.io import JsonlError, read_jsonl
+from pipeline.layout import Layout
 from psyedge.contract import FIELDS, Labels, allowed_values, validate
 from psyedge.errors import LabelError, PsyedgeError
 
@@ -36,134 +47,10 @@ SCORE_FIELD = "student_distress_score"
 RISK_FIELD = "risk_flag"
 #: Risk flags that count as "risk" for the any-risk PR curve (everything but "none").
 RISK_POSITIVE: tuple[str, ...] = tuple(v for v in allowed_values(RISK_FIELD) if v != "none")
-#: Probability thresholds of the sweep (0.00, 0.05, ..., 1.00): fine enough to read a curve,
-#: few enough to list in the report.
-THRESHOLDS: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 
 
 class EvalDataError(ValueError):
     """A labels or conversations file that cannot be joined: names the file, line and fix."""
-
-
-# ---- pure metrics ------------------------------------------------------------------------------
-
-def confusion_matrix(truth: Sequence[Any], pred: Sequence[Any], labels: Sequence[Any]) -> list[list[int]]:
-    """Counts with rows = true label, columns = predicted label, both in `labels` order."""
-    if len(truth) != len(pred):
-        raise ValueError(f"truth has {len(truth)} items, pred has {len(pred)}: they must pair up")
-    index = {v: i for i, v in enumerate(labels)}
-    m = [[0] * len(labels) for _ in labels]
-    for t, p in zip(truth, pred, strict=True):
-        if t not in index or p not in index:
-            raise ValueError(f"value {t if t not in index else p!r} is not one of the labels {list(labels)}")
-        m[index[t]][index[p]] += 1
-    return m
-
-
-def accuracy(truth: Sequence[Any], pred: Sequence[Any]) -> float | None:
-    """Share of exact matches (None for an empty set)."""
-    if not truth:
-        return None
-    return sum(t == p for t, p in zip(truth, pred, strict=True)) / len(truth)
-
-
-@dataclass(frozen=True)
-class ClassScores:
-    """Precision, recall and F1 of one class; None where the ratio has a zero denominator."""
-
-    label: Any
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    support: int
-    predicted: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "precision": self.precision, "recall": self.recall, "f1": self.f1,
-                "support": self.support, "predicted": self.predicted}
-
-
-def _ratio(num: int | float, den: int | float) -> float | None:
-    return num / den if den else None
-
-
-def per_class(truth: Sequence[Any], pred: Sequence[Any], labels: Sequence[Any]) -> list[ClassScores]:
-    """One-vs-rest precision/recall/F1 for each label, from the confusion matrix."""
-    m = confusion_matrix(truth, pred, labels)
-    out = []
-    for i, label in enumerate(labels):
-        tp = m[i][i]
-        support = sum(m[i])
-        predicted = sum(row[i] for row in m)
-        p, r = _ratio(tp, predicted), _ratio(tp, support)
-        f1 = None if p is None or r is None else (2 * p * r / (p + r) if p + r else 0.0)
-        out.append(ClassScores(label, p, r, f1, support, predicted))
-    return out
-
-
-def macro_f1(truth: Sequence[Any], pred: Sequence[Any], labels: Sequence[Any]) -> float | None:
-    """Mean F1 over the labels that occur in `truth` or `pred`; an undefined F1 counts as 0."""
-    scores = [s for s in per_class(truth, pred, labels) if s.support or s.predicted]
-    if not scores:
-        return None
-    return sum(s.f1 or 0.0 for s in scores) / len(scores)
-
-
-def quadratic_weighted_kappa(truth: Sequence[int], pred: Sequence[int],
-                             levels: Sequence[int]) -> float | None:
-    """Cohen's kappa with weights (i-j)^2/(K-1)^2: 1 = perfect, 0 = chance, <0 = worse than chance.
-
-    kappa = 1 - sum(W*O) / sum(W*E), O the observed confusion matrix, E the outer product of the
-    two marginal histograms divided by n. None when sum(W*E) is 0 (both raters used one level:
-    agreement beyond chance is undefined).
-    """
-    k = len(levels)
-    if not truth or k < 2:
-        return None
-    o = confusion_matrix(truth, pred, levels)
-    n = len(truth)
-    row = [sum(r) for r in o]
-    col = [sum(o[i][j] for i in range(k)) for j in range(k)]
-    num = den = 0.0
-    for i in range(k):
-        for j in range(k):
-            w = (i - j) ** 2 / (k - 1) ** 2
-            num += w * o[i][j]
-            den += w * row[i] * col[j] / n
-    return None if den == 0 else 1.0 - num / den
-
-
-def mean_absolute_error(truth: Sequence[int], pred: Sequence[int]) -> float | None:
-    if not truth:
-        return None
-    return sum(abs(t - p) for t, p in zip(truth, pred, strict=True)) / len(truth)
-
-
-def within(truth: Sequence[int], pred: Sequence[int], tolerance: int = 1) -> float | None:
-    """Share of predictions at most `tolerance` away from the truth."""
-    if not truth:
-        return None
-    return sum(abs(t - p) <= tolerance for t, p in zip(truth, pred, strict=True)) / len(truth)
-
-
-def threshold_sweep(is_positive: Sequence[bool], scores: Sequence[float],
-                    thresholds: Iterable[float] = THRESHOLDS) -> list[dict[str, Any]]:
-    """Precision and recall when "score >= threshold" flags risk, for each threshold.
-
-    Precision is None at a threshold that flags nothing (no PR point there); recall is None when
-    the set has no positive item at all.
-    """
-    if len(is_positive) != len(scores):
-        raise ValueError(f"{len(is_positive)} truths but {len(scores)} scores: they must pair up")
-    positives = sum(is_positive)
-    points = []
-    for t in thresholds:
-        flagged = [s >= t for s in scores]
-        tp = sum(f and y for f, y in zip(flagged, is_positive, strict=True))
-        fp = sum(f and not y for f, y in zip(flagged, is_positive, strict=True))
-        points.append({"threshold": t, "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, positives),
-                       "tp": tp, "fp": fp, "fn": positives - tp})
-    return points
 
 
 def schema_validity(outputs: Sequence[Any]) -> float | None:
@@ -193,15 +80,13 @@ class EvalItem:
 
 
 def default_unified_path(labels_path: Path) -> Path:
-    """`<data>/processed/unified_min.jsonl` for labels at `<data>/labeling/results/dataset.jsonl`."""
-    return labels_path.resolve().parents[2] / "processed" / "unified_min.jsonl"
+    """`<data>/processed/unified_min.jsonl` for labels under `<data>/labeling/results/`."""
+    return Layout.of_labels(labels_path).unified_min
 
 
 def default_sft_path(labels_path: Path) -> Path:
     """`<data>/datasets/sft_student_mental.jsonl`: the SFT set whose `split` says what training saw."""
-    from training.sft import OUT_DIR, SFT_NAME
-
-    return labels_path.resolve().parents[2] / OUT_DIR / SFT_NAME
+    return Layout.of_labels(labels_path).sft
 
 
 def load_splits(sft_path: Path) -> dict[str, str]:
@@ -332,8 +217,8 @@ def _risk_block(truth: list[str], pred: list[str]) -> dict[str, Any]:
     return {
         "accuracy": accuracy(truth, pred),
         "per_class": [s.to_dict() for s in per_class(truth, pred, values)],
-        "any_risk_recall": _ratio(tp, sum(pos_t)),
-        "any_risk_precision": _ratio(tp, sum(pos_p)),
+        "any_risk_recall": ratio(tp, sum(pos_t)),
+        "any_risk_precision": ratio(tp, sum(pos_p)),
         "labels": values,
         "confusion": confusion_matrix(truth, pred, values),
     }
@@ -390,15 +275,6 @@ def score(items: Sequence[EvalItem], preds_off: Sequence[Prediction],
     return result
 
 
-def value_stats(values: Sequence[float]) -> dict[str, float] | None:
-    """Mean, min, max and median of some numbers (None when there are none)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return {"mean": sum(values) / len(values), "min": ordered[0], "max": ordered[-1],
-            "median": ordered[len(ordered) // 2]}
-
-
 def pr_curves(truth: Sequence[str], risk_probs: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     """Threshold sweeps for "any risk" (score 1 - P(none)) and "suicidal" (score P(suicidal)).
 
@@ -410,9 +286,9 @@ def pr_curves(truth: Sequence[str], risk_probs: Sequence[Mapping[str, float]]) -
     sui_scores = [float(p.get("suicidal", 0.0)) for p in risk_probs]
     return {
         "any_risk": {"score": "1 - P(risk_flag=none)", "positives": sum(t != "none" for t in truth),
-                     "points": threshold_sweep([t != "none" for t in truth], any_scores)},
+                     "points": pr_curve([t != "none" for t in truth], any_scores, THRESHOLDS)},
         "suicidal": {"score": "P(risk_flag=suicidal)", "positives": sum(t == "suicidal" for t in truth),
-                     "points": threshold_sweep([t == "suicidal" for t in truth], sui_scores)},
+                     "points": pr_curve([t == "suicidal" for t in truth], sui_scores, THRESHOLDS)},
     }
 
 
@@ -431,10 +307,6 @@ def headline(result: Mapping[str, Any]) -> dict[str, float | None]:
         out[f"risk.{net}.suicidal_recall"] = suicidal["recall"]
         out[f"risk.{net}.suicidal_precision"] = suicidal["precision"]
     return out
-
-
-def is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # ---- the plain llama-cpp-python path: how often is its answer schema-valid? --------------------
@@ -494,7 +366,7 @@ def plain_block(outputs: Sequence[Mapping[str, Any]], preds_off: Sequence[Predic
     return {
         "n": len(outputs),
         "schema_validity": schema_validity([o["labels"] for o in outputs]),
-        "agreement_with_psyedge": _ratio(agree, len(both)),
+        "agreement_with_psyedge": ratio(agree, len(both)),
         "invalid_examples": [{"id": o["id"], "text": o["text"][:200]}
                              for o in outputs if o["labels"] is None][:5],
     }

@@ -1,6 +1,6 @@
 """Labeling throughput against a rate limit: does the labeler reach the RPM it is allowed?
 
-The fake Gemini server (tests/label/fake_gemini.py, real HTTP on 127.0.0.1, real google-genai
+The fake Gemini server (testkit/fake_gemini.py, real HTTP on 127.0.0.1, real google-genai
 client) answers after `latency` seconds; the labeler runs with `rpm=R` and enough concurrency
 to cover the latency (R/60 * latency requests in flight). Achieved throughput = samples labeled /
 (last reply - first request) * 60; the goal is >= 90% of R. It also checks the cost report's
@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from pipeline import label
+from pipeline.layout import Layout
+from testkit.fake_gemini import FakeGemini
+from testkit.label_builders import write_config, write_shards
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "label"))  # the fake server and input builders live with the tests
-
-from fake_gemini import FakeGemini  # noqa: E402
-from label_builders import write_config, write_shards  # noqa: E402
-
-from pipeline import label  # noqa: E402
 
 
 def run_throughput(rpm: float, seconds: float, latency: float, workdir: Path,
@@ -53,8 +51,8 @@ def run_throughput(rpm: float, seconds: float, latency: float, workdir: Path,
         times = sorted(fake.stats.times)
         usage = dict(fake.stats.usage)
     assert rc == 0, f"labeler exited {rc}"
-    res = workdir / "labeling" / "results"
-    labeled = len((res / "dataset.jsonl").read_text("utf-8").splitlines())
+    res = Layout(workdir).results()
+    labeled = len(Layout(workdir).dataset().read_text("utf-8").splitlines())
     # the end of the last reply: the server saw the last request at times[-1], answered after latency
     span = (times[-1] + latency) - times[0]
     achieved = labeled / span * 60

@@ -27,6 +27,7 @@ kept in `hops/<hop>.jsonl` with the model's sha256, so a rerun scores only what 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import subprocess
@@ -36,15 +37,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from benchmarks.risk_metrics import AMBIGUOUS, RiskRow, class_metrics, load_psysuicide, recall_at_precision
+from benchmarks.metrics import accuracy, expected_calibration_error, recall_at_precision
+from benchmarks.risk import MIN_PRECISION
+from benchmarks.risk_metrics import AMBIGUOUS, RiskRow, class_metrics, load_psysuicide
 from psyedge.contract import FIELDS, most_severe
 
 log = logging.getLogger(__name__)
 
-MIN_PRECISION = 0.8
-ECE_BINS = 10
 LADDER_JSON, LADDER_MD, LADDER_PNG = "ladder.json", "ladder.md", "ladder.png"
 #: The hop every later one is also compared with: the model as trained, before conversion.
 REFERENCE_HOP = "fine-tuned (PyTorch)"
@@ -111,12 +113,7 @@ def driver_scorer(driver: Path, gguf: Path, template: str, threads: int) -> Scor
     """The Android engine's C++ core (`psyedge_driver`) on the cases document the SDK writes."""
 
     def run(rows: Sequence[RiskRow]) -> list[Answer]:
-        tools = Path(__file__).resolve().parents[1] / "mobile" / "android" / "tools"
-        sys.path.insert(0, str(tools))
-        try:
-            import arm_cases
-        finally:
-            sys.path.remove(str(tools))
+        arm_cases = android_tool("arm_cases")
         spec = {"path": str(gguf), "template": template, "n_ctx": 4096, "threads": threads}
         doc = arm_cases.cases_document(
             spec, [{"id": str(r.row), "conversation": conversation(r)} for r in rows])
@@ -136,6 +133,21 @@ def driver_scorer(driver: Path, gguf: Path, template: str, threads: int) -> Scor
                 for x in results]
 
     return run
+
+
+def android_tool(name: str) -> ModuleType:
+    """A script of mobile/android/tools as a module, loaded from its file.
+
+    The tools are scripts that the Android Makefile runs, not a package; loading one by path
+    leaves this process's import path as it is.
+    """
+    path = Path(__file__).resolve().parents[1] / "mobile" / "android" / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"{path} cannot be loaded as a module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def schema_labels(texts: dict[str, str]) -> dict[str, Any]:
@@ -179,23 +191,7 @@ def answers_of(hop: Hop, rows: Sequence[RiskRow], cache_dir: Path) -> list[Answe
     return answers
 
 
-# ---- metrics ---------------------------------------------------------------------------------
-def expected_calibration_error(gold_pos: Sequence[bool], probs: Sequence[float],
-                               bins: int = ECE_BINS) -> float | None:
-    """Mean |P - observed rate| over equal-width probability bins, weighted by bin size."""
-    if not probs:
-        return None
-    total = 0.0
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        idx = [i for i, p in enumerate(probs) if lo <= p < hi or (b == bins - 1 and p == 1.0)]
-        if idx:
-            conf = sum(probs[i] for i in idx) / len(idx)
-            rate = sum(gold_pos[i] for i in idx) / len(idx)
-            total += len(idx) / len(probs) * abs(conf - rate)
-    return round(total, 4)
-
-
+# ---- metrics (the formulas are benchmarks.metrics') -------------------------------------------
 def hop_metrics(rows: Sequence[RiskRow], answers: Sequence[Answer],
                 lexicon: Sequence[str]) -> dict[str, Any]:
     """One subset's figures for one hop (see the module docstring)."""
@@ -220,8 +216,7 @@ def hop_metrics(rows: Sequence[RiskRow], answers: Sequence[Answer],
 
 def agreement(a: Sequence[Answer], b: Sequence[Answer]) -> dict[str, float]:
     """Per field, the share of rows with the same label in both hops."""
-    n = max(len(a), 1)
-    return {f: round(sum(x["labels"][f] == y["labels"][f] for x, y in zip(a, b, strict=True)) / n, 4)
+    return {f: round(accuracy([x["labels"][f] for x in a], [y["labels"][f] for y in b]) or 0.0, 4)
             for f in FIELDS}
 
 

@@ -57,23 +57,11 @@ def _snapshot() -> dict[str, int | None]:
 
 def open_screener(model: str | os.PathLike[str], template: str | None = None,
                   threads: int | None = None) -> Any:
-    """`psyedge.Screener(model, template=..., n_threads=..., lexicon=True)`, passing what the SDK accepts."""
-    import inspect
-
+    """A Screener with the lexicon on (the accuracy run reads the model's own flag and the
+    netted one); `threads=None` leaves the SDK's default."""
     from psyedge import Screener
 
-    params = inspect.signature(Screener).parameters
-    kwargs: dict[str, Any] = {}
-    if "lexicon" in params:  # on: the accuracy run reads the model's own flag and the netted one
-        kwargs["lexicon"] = True
-    if template is not None:
-        kwargs["template"] = template
-    if threads is not None:
-        for name in ("n_threads", "threads"):
-            if name in params:
-                kwargs[name] = threads
-                break
-    return Screener(str(model), **kwargs)
+    return Screener(str(model), template=template, n_threads=threads or 0, lexicon=True)
 
 
 def worker(model: Path, conversations: Path, n: int, template: str | None,
@@ -98,13 +86,11 @@ def worker(model: Path, conversations: Path, n: int, template: str | None,
         t1 = time.perf_counter()
         a = screener.assess(convs[i % len(convs)])
         each_ms.append((time.perf_counter() - t1) * 1000)
-        tokens.append((getattr(a, "timings", {}) or {}).get("prompt_tokens"))
+        tokens.append(a.timings["prompt_tokens"])
     assess_s = time.perf_counter() - t0
     stages["assess"] = _snapshot()
-    used = getattr(getattr(screener, "engine", None), "n_threads", None) or threads
     return {"stages": stages, "load_s": load_s, "assess_s": assess_s, "assessed": n,
-            "assess_ms": each_ms, "prompt_tokens": [t for t in tokens if t is not None],
-            "threads": used}
+            "assess_ms": each_ms, "prompt_tokens": tokens, "threads": screener.engine.n_threads}
 
 
 def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int = N_CONVERSATIONS,

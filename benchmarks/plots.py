@@ -34,16 +34,17 @@ def save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
-#: Bar colours per side of the latency comparison (psyedge, plain from_json_schema, plain exact GBNF).
-SIDE_COLORS = {"psyedge": PSYEDGE_COLOR, "plain": PLAIN_COLOR, "plain_gbnf": "#2ca02c"}
+#: Bar colours per side of the latency comparison: psyedge, then the peers (benchmarks.peers).
+SIDE_COLORS = {"psyedge": PSYEDGE_COLOR, "json_schema": PLAIN_COLOR, "gbnf": "#2ca02c",
+               "chat_json": "#8c564b", "outlines": "#9467bd", "plain": "#7f7f7f"}
 
 
 def latency_bars(rows: Sequence[Mapping[str, Any]], sides: Mapping[str, str], model: str, machine: str,
                  path: Path) -> Path:
     """Grouped bars of median latency (ms, log scale) per case and side; plain/psyedge ratios on top.
 
-    `rows`: `{"label", "<side>_ms", "ratio", "ratio_gbnf"}`; `sides`: side -> legend text. A side
-    a case did not measure has no bar.
+    `rows`: `{"label", "<side>_ms", "<side>_ratio"}` (ratio = side / psyedge); `sides`: side ->
+    legend text. A side a case did not measure has no bar.
     """
     present = [k for k in sides if any(r.get(f"{k}_ms") for r in rows)]
     fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(rows) + 2), 4.8))
@@ -56,17 +57,17 @@ def latency_bars(rows: Sequence[Mapping[str, Any]], sides: Mapping[str, str], mo
         ax.bar([x + offset for x in xs], values, width, label=sides[side],
                color=SIDE_COLORS.get(side, "gray"))
         top = max([top] + [v for v in values if v == v])
-        ratio_key = {"plain": "ratio", "plain_gbnf": "ratio_gbnf"}.get(side)
+        ratio_key = f"{side}_ratio"
         for x, r in zip(xs, rows, strict=True):
-            if ratio_key and r.get(ratio_key):
+            if r.get(ratio_key):
                 ax.annotate(f"{r[ratio_key]:.2f}x", (x + offset, r[f"{side}_ms"]), textcoords="offset points",
                             xytext=(0, 3), ha="center", fontsize=8, fontweight="bold")
     ax.set_xticks(xs, [str(r["label"]) for r in rows], rotation=20, ha="right")
     ax.set_yscale("log")
     ax.set_ylim(top=top * 4)
     ax.set_ylabel("median latency (ms, log scale)")
-    ax.set_xlabel("benchmark case (label on a plain bar = plain / psyedge; >1 means psyedge is faster)")
-    ax.set_title(f"Latency: psyedge vs plain grammar path\n{model} on {machine}", fontsize=10)
+    ax.set_xlabel("benchmark case (label on a peer's bar = peer / psyedge; >1 means psyedge is faster)")
+    ax.set_title(f"Latency: psyedge vs its peers\n{model} on {machine}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     ax.grid(axis="y", which="both", alpha=0.3)
     return save_figure(fig, path)
@@ -109,40 +110,35 @@ def confusion(panels: Sequence[tuple[str, Sequence[Sequence[int]]]], labels: Seq
     return save_figure(fig, path)
 
 
-def pr_curve(curves: Mapping[str, Mapping[str, Any]],
-             operating: Mapping[str, tuple[float | None, float | None]], model: str, path: Path) -> Path:
-    """Precision vs recall over the threshold sweep, with thresholds marked and argmax operating points.
-
-    `curves`: the `pr_curves` block of the accuracy result; `operating`: name -> (recall, precision)
-    of the SDK's own argmax answers (safety net off / on), drawn as markers.
-    """
-    fig, ax = plt.subplots(figsize=(6.2, 5.0))
-    styles = {"any_risk": ("#d62728", "any risk (1 - P(none))"),
-              "suicidal": ("#9467bd", "suicidal (P(suicidal))")}
-    for key, curve in curves.items():
-        color, label = styles.get(key, ("gray", key))
-        pts = [p for p in curve["points"] if p["precision"] is not None and p["recall"] is not None]
+def pr_plot(curves: Mapping[str, Sequence[Mapping[str, Any]]],
+            points: Mapping[str, tuple[float | None, float | None]], title: str, path: Path, *,
+            xlabel: str = "recall", ylabel: str = "precision",
+            marked_thresholds: Sequence[float] = (), min_precision: float | None = None) -> Path:
+    """Precision vs recall: each curve from `benchmarks.metrics.pr_curve` points, each fixed
+    predictor (`points`: label -> (recall, precision)) as a marker; thresholds in
+    `marked_thresholds` are written on the curves, `min_precision` drawn as a line."""
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, curve), color in zip(curves.items(), colors, strict=False):
+        pts = [p for p in curve if p["precision"] is not None and p["recall"] is not None]
         if not pts:
             continue
-        ax.plot([p["recall"] for p in pts], [p["precision"] for p in pts], marker="o", ms=3, color=color,
-                label=f"{label}, {curve['positives']} positive{'' if curve['positives'] == 1 else 's'}")
+        ax.plot([p["recall"] for p in pts], [p["precision"] for p in pts], marker="o", ms=3, lw=1.5,
+                color=color, label=label)
         for p in pts:
-            if p["threshold"] in (0.1, 0.3, 0.5, 0.7, 0.9):
+            if p["threshold"] in marked_thresholds:
                 ax.annotate(f"t={p['threshold']:.1f}", (p["recall"], p["precision"]), fontsize=7,
                             textcoords="offset points", xytext=(4, 4), color=color)
-    markers = {"lexicon_off": ("s", "argmax, safety net off"),
-               "lexicon_on": ("*", "argmax + lexicon safety net")}
-    for key, (recall, precision) in operating.items():
-        if recall is None or precision is None:
-            continue
-        marker, label = markers.get(key, ("x", key))
-        ax.scatter([recall], [precision], marker=marker, s=120, color="black", zorder=5,
-                   label=f"{label} (any risk)")
+    for (label, (recall, precision)), marker in zip(points.items(), "s*^ovD", strict=False):
+        if recall is not None and precision is not None:
+            ax.scatter([recall], [precision], marker=marker, s=110, color="black", zorder=5, label=label)
+    if min_precision is not None:
+        ax.axhline(min_precision, color="gray", ls=":", lw=1, label=f"precision {min_precision}")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel("recall (share of risk conversations flagged)")
-    ax.set_ylabel("precision (share of flags that are risk)")
-    ax.set_title(f"Risk detection over a probability threshold sweep\n{model}", fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     return save_figure(fig, path)

@@ -27,16 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.risk_metrics import (
-    AMBIGUOUS,
-    RiskDataError,
-    RiskRow,
-    class_metrics,
-    load_psysuicide,
-    pr_curve,
-    recall_at_precision,
-    score,
-)
+from benchmarks.metrics import pr_curve, recall_at_precision
+from benchmarks.risk_metrics import AMBIGUOUS, RiskDataError, RiskRow, class_metrics, load_psysuicide, score
 from psyedge.lexicon import LexiconError, load_lexicon
 
 log = logging.getLogger(__name__)
@@ -162,7 +154,7 @@ def run(data: Path, out: Path, model: Path | None = None, template: str | None =
         log.info("%s scored %d rows in %.2f s", name, len(rows), time.perf_counter() - t)
 
     model_block: dict[str, Any] = {}
-    curves: dict[str, list[tuple[float, float, float]]] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
     if model is not None:
         everything = subsets["non_synthetic"] + subsets["synthetic"]
         res_all = model_predictions(model, template, everything)
@@ -223,44 +215,24 @@ def run(data: Path, out: Path, model: Path | None = None, template: str | None =
     return report
 
 
-def plot_pr(report: dict[str, Any], curves: dict[str, list[tuple[float, float, float]]], path: Path,
+def plot_pr(report: dict[str, Any], curves: dict[str, list[dict[str, Any]]], path: Path,
             model: Path | None) -> Path:
     """Suicidal precision vs recall: fixed predictors as points, model probabilities as curves."""
-    import matplotlib
+    from benchmarks.plots import pr_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 5.0))
-    for name, points in curves.items():
-        ax.plot([p[2] for p in points], [p[1] for p in points], lw=1.5, label=name)
-    markers = {"lexicon": "o", "rules": "s", "model": "^", "model+lexicon": "*"}
-    for name, marker in markers.items():
-        m = report.get(name, {}).get("suicidal")
-        if not m or m["precision"] is None or m["recall"] is None:
-            continue
-        ax.scatter([m["recall"]], [m["precision"]], marker=marker, s=110, zorder=5,
-                   label=f"{name}: P={m['precision']:.2f} R={m['recall']:.2f}")
-        syn = report.get("synthetic", {}).get(name, {}).get("suicidal")
-        if syn and syn["precision"] is not None and syn["recall"] is not None:
-            ax.scatter([syn["recall"]], [syn["precision"]], marker=marker, s=60, facecolors="none",
-                       edgecolors="gray", zorder=4, label=f"{name} (synthetic rows)")
-    ax.axhline(MIN_PRECISION, color="gray", ls=":", lw=1, label=f"precision {MIN_PRECISION}")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel("recall (share of suicidal texts flagged suicidal)")
-    ax.set_ylabel("precision (share of suicidal flags that are suicidal)")
+    points = {}
+    for name in ("lexicon", "rules", "model", "model+lexicon"):
+        for where, block in (("", report), (" (synthetic rows)", report.get("synthetic", {}))):
+            m = block.get(name, {}).get("suicidal")
+            if m and m["precision"] is not None and m["recall"] is not None:
+                label = f"{name}{where}: P={m['precision']:.2f} R={m['recall']:.2f}"
+                points[label] = (m["recall"], m["precision"])
     support = report.get("lexicon", {}).get("suicidal", {}).get("support")
-    ax.set_title(f"Suicidal risk on PsySUICIDE valid, non-synthetic rows ({support} positives)\n"
-                 f"{model.name if model else 'lexicon and rules only (no model given)'}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    title = (f"Suicidal risk on PsySUICIDE valid, non-synthetic rows ({support} positives)\n"
+             f"{model.name if model else 'lexicon and rules only (no model given)'}")
+    return pr_plot(curves, points, title, path, xlabel="recall (share of suicidal texts flagged suicidal)",
+                   ylabel="precision (share of suicidal flags that are suicidal)",
+                   min_precision=MIN_PRECISION)
 
 
 def _summary(report: dict[str, Any]) -> str:

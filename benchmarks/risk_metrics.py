@@ -1,7 +1,8 @@
 """PsySUICIDE reading and risk-detection metrics: the class mapping table and per-class P/R/F1.
 
 Kept apart from the CLI (`benchmarks.risk`) so that tests and other benchmarks can score any
-predictor on the same rows with the same mapping, and so that the mapping exists exactly once.
+predictor on the same rows with the same mapping, and so that the mapping exists exactly once;
+the metrics themselves are `benchmarks.metrics`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.metrics import risk_class_metrics
 from psyedge.contract import RISK_SEVERITY, most_severe
 
 #: PsySUICIDE class name -> psyedge `risk_flag` (from ../shared/data/README.md; "ambiguous" rows,
@@ -31,8 +33,6 @@ PSYSUICIDE_TO_RISK: dict[str, str] = {
     "关于自杀的探索": "ambiguous",  # talk about suicide (others, in general)
 }
 AMBIGUOUS = "ambiguous"
-#: The classes scored, in report order.
-CLASSES: tuple[str, ...] = ("suicidal", "self_harm", "violence", "none")
 
 
 class RiskDataError(ValueError):
@@ -89,28 +89,9 @@ def load_psysuicide(path: str | Path) -> list[RiskRow]:
 
 
 def class_metrics(gold: Sequence[str], pred: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """One-vs-rest precision/recall/F1/support per class, ambiguous gold rows left out.
-
-    A class with no predictions has precision None (not 0: nothing was claimed); support 0 gives
-    recall None. Counts are included so a reader can see how small the small classes are.
-    """
+    """Per-class precision/recall/F1/support (`benchmarks.metrics`), ambiguous gold rows left out."""
     pairs = [(g, p) for g, p in zip(gold, pred, strict=True) if g != AMBIGUOUS]
-    out: dict[str, dict[str, Any]] = {}
-    for cls in CLASSES:
-        tp = sum(1 for g, p in pairs if g == cls and p == cls)
-        fp = sum(1 for g, p in pairs if g != cls and p == cls)
-        fn = sum(1 for g, p in pairs if g == cls and p != cls)
-        precision = tp / (tp + fp) if tp + fp else None
-        recall = tp / (tp + fn) if tp + fn else None
-        f1 = (2 * precision * recall / (precision + recall)
-              if precision is not None and recall is not None and precision + recall else 0.0)
-        out[cls] = {"precision": _r(precision), "recall": _r(recall), "f1": _r(f1), "support": tp + fn,
-                    "tp": tp, "fp": fp, "fn": fn}
-    return out
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
+    return risk_class_metrics([g for g, _ in pairs], [p for _, p in pairs])
 
 
 def score(rows: Iterable[RiskRow], predict: Callable[[str], str]) -> tuple[dict[str, Any], list[str]]:
@@ -121,33 +102,3 @@ def score(rows: Iterable[RiskRow], predict: Callable[[str], str]) -> tuple[dict[
     if bad:
         raise ValueError(f"predictor returned {sorted(bad)}, not risk flags {list(RISK_SEVERITY)}")
     return class_metrics([r.gold for r in rows], preds), preds
-
-
-def recall_at_precision(gold_pos: Sequence[bool], scores: Sequence[float],
-                        min_precision: float) -> dict[str, Any]:
-    """Best recall over thresholds whose precision is >= `min_precision`, with that threshold.
-
-    Ties in score are taken together (a threshold cannot split them), so the figure is honest.
-    """
-    best: dict[str, Any] = {"recall": 0.0, "precision": None, "threshold": None}
-    for thr, precision, recall in pr_curve(gold_pos, scores):
-        if precision >= min_precision and recall > best["recall"]:
-            best = {"recall": round(recall, 4), "precision": round(precision, 4), "threshold": thr}
-    return best
-
-
-def pr_curve(gold_pos: Sequence[bool], scores: Sequence[float]) -> list[tuple[float, float, float]]:
-    """(threshold, precision, recall) points from the highest score down."""
-    pairs = sorted(zip(scores, gold_pos, strict=True), key=lambda p: -p[0])
-    total = sum(gold_pos) or 1
-    points = []
-    tp = fp = 0
-    i = 0
-    while i < len(pairs):
-        thr = pairs[i][0]
-        while i < len(pairs) and pairs[i][0] == thr:
-            tp += pairs[i][1]
-            fp += not pairs[i][1]
-            i += 1
-        points.append((thr, tp / (tp + fp), tp / total))
-    return points

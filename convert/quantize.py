@@ -54,9 +54,6 @@ QTYPES: dict[str, QType] = {
     "Q8_0": QType(7, frozenset({"Q8_0"})),
     "Q4_0": QType(2, frozenset({"Q4_0", "Q6_K"})),
 }
-#: Types that are not quantized (1-D tensors stay in one of these by design).
-PLAIN_TYPES = frozenset({"F32", "F16", "BF16"})
-
 
 @dataclass
 class QuantizeReport:

@@ -246,16 +246,17 @@ def convert(model_dir: str | Path, out: str | Path, outtype: str = "f16", *, voc
         bar = tqdm(total=sum(t.nbytes for t in plan), unit="B", unit_scale=True, desc=f"writing {out.name}")
     try:
         with temp_sibling(out) as tmp:
-            writer.write_header_to_file(tmp)
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            for t in plan:
-                writer.write_tensor_data(t.stored_bytes())
-                if bar is not None:
-                    bar.update(t.nbytes)
-            writer.close()
+            try:
+                writer.write_header_to_file(tmp)
+                writer.write_kv_data_to_file()
+                writer.write_ti_data_to_file()
+                for t in plan:
+                    writer.write_tensor_data(t.stored_bytes())
+                    if bar is not None:
+                        bar.update(t.nbytes)
+            finally:
+                writer.close()  # before temp_sibling renames (or removes) the file
     finally:
-        writer.close()
         if bar is not None:
             bar.close()
     return ConvertResult(out, model.spec.name, outtype, len(plan), n_vocab, pre, out.stat().st_size,

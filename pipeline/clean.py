@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from pipeline import pii, student
 from pipeline.io import atomic_open, atomic_write_json, dumps_line
+from pipeline.layout import SHARD_GLOB, SHARD_NAME, Layout
 from pipeline.parsers import SOURCES, Drop, Record, count_inputs, iter_source
 from pipeline.parsers.base import is_filler
 from psyedge.prompt import normalise_text
@@ -54,7 +55,7 @@ DEFAULT_INPUTS: dict[str, Path] = {
     "cpsycoune": SAMPLES / "CPsyCounE",
 }
 SHARD_LINES = 300
-SHARD_PATTERN = "input_part_{:04d}.jsonl"
+SHARD_PATTERN = SHARD_NAME
 NO_TOPIC = "(no topic)"
 
 
@@ -171,7 +172,7 @@ class ShardWriter:
         names = [SHARD_PATTERN.format(i) for i in range(1, self.count + 1)]
         for name in names:
             os.replace(self.tmp / name, self.folder / name)
-        for stale in self.folder.glob("input_part_*.jsonl"):
+        for stale in self.folder.glob(SHARD_GLOB):
             if stale.name not in names:
                 stale.unlink()
         self.tmp.rmdir()
@@ -194,7 +195,8 @@ def run(inputs: dict[str, Path | None], data_dir: Path, progress: bool = True,
         shard_lines: int = SHARD_LINES) -> dict[str, Any]:
     """Clean every given source into `data_dir`; return the stats (also written to stats.json)."""
     t0 = time.perf_counter()
-    processed, labeling = data_dir / "processed", data_dir / "labeling"
+    layout = Layout(data_dir)
+    processed, labeling = layout.processed, layout.labeling
     processed.mkdir(parents=True, exist_ok=True)
     labeling.mkdir(parents=True, exist_ok=True)
     sources = [s for s in SOURCES if inputs.get(s) is not None]
@@ -206,9 +208,9 @@ def run(inputs: dict[str, Path | None], data_dir: Path, progress: bool = True,
     shards = ShardWriter(labeling, shard_lines)
     try:
         with contextlib.ExitStack() as stack:
-            unified = stack.enter_context(atomic_open(processed / "unified.jsonl"))
-            unified_min = stack.enter_context(atomic_open(processed / "unified_min.jsonl"))
-            dropped = stack.enter_context(atomic_open(processed / "dropped.jsonl"))
+            unified = stack.enter_context(atomic_open(layout.unified))
+            unified_min = stack.enter_context(atomic_open(layout.unified_min))
+            dropped = stack.enter_context(atomic_open(layout.dropped))
             for source in sources:
                 path = inputs[source]
                 assert path is not None
@@ -248,8 +250,8 @@ def run(inputs: dict[str, Path | None], data_dir: Path, progress: bool = True,
     stats_min.update({"trimmed": trimmed, "shards": len(shard_paths), "shard_lines": shard_lines,
                       "rules": {"min_reply_chars": student.MIN_REPLY_CHARS, "tail_ends_on": "user",
                                 "reasons": student.REASONS}})
-    atomic_write_json(processed / "stats.json", stats)
-    atomic_write_json(processed / "stats_min.json", stats_min)
+    atomic_write_json(layout.stats, stats)
+    atomic_write_json(layout.stats_min, stats_min)
     plot_topics(stats["topic_hist"], processed / "topic_hist.png")
     if not (stats["balanced"] and stats_min["balanced"]):  # an invariant of this module, not a user error
         log.error("accounting mismatch: inputs != kept + dropped (stats.json "

@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline.labeling.config import LabelConfig
 from pipeline.labeling.records import Usage
+from pipeline.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from pipeline.io import read_jsonl
 
-    shards = sorted((args.data_dir / "labeling").glob("input_part_*.jsonl"))
+    shards = Layout(args.data_dir).shards()
     if not shards:
         print(f"error: no shards under {args.data_dir / 'labeling'}: run `make data` first", file=sys.stderr)
         return 2

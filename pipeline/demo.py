@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.configure import read_config
+from pipeline.layout import Layout
 from pipeline.teacher import folder_name, resolve
 
 
@@ -68,11 +69,11 @@ def artifacts() -> dict[str, Path]:
     run = Path(_setting("MODELS_DIR", "models")) / _setting("RUN", _setting("PROFILE", "tiny"))
     reports = Path(_setting("REPORTS_DIR", "reports"))
     return {
-        "unified data": data / "processed" / "unified.jsonl",
-        "stats": data / "processed" / "stats.json",
-        "labeling shards": data / "labeling",
-        "teacher labels": data / "labeling" / "results" / teacher / "dataset.jsonl",
-        "SFT set": data / "datasets" / "sft_student_mental.jsonl",
+        "unified data": Layout(data).unified,
+        "stats": Layout(data).stats,
+        "labeling shards": Layout(data).labeling,
+        "teacher labels": Layout(data).dataset(teacher),
+        "SFT set": Layout(data).sft,
         "adapter": run / "adapter",
         "merged model": run / "merged",
         "GGUF f16": run / "model-f16.gguf",

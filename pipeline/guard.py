@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pipeline.io import file_sha256, read_jsonl
 from pipeline.labeling.journal import label_journals, read_rows
+from pipeline.layout import Layout
 from pipeline.stamp import read_stamp, update_stamp
 from pipeline.teacher import TeacherDir, adopt_shared_layout, teacher_dirs
 
@@ -51,7 +52,7 @@ def _labeled_ids(teacher: TeacherDir) -> set[str]:
 
 
 def _current_ids(data_dir: Path) -> set[str]:
-    path = data_dir / "processed" / "unified_min.jsonl"
+    path = Layout(data_dir).unified_min
     return {r["id"] for r in read_jsonl(path) if "id" in r} if path.is_file() else set()
 
 
@@ -80,11 +81,11 @@ def check_data(
     ids = _current_ids(data_dir)
     paid = [
         (t, len(_labeled_ids(t) & ids))
-        for t in teacher_dirs(data_dir / "labeling" / "results")
+        for t in teacher_dirs(Layout(data_dir).results_root)
         if t.paid
     ]
     paid = [(t, n) for t, n in paid if n]
-    runs = _trained_runs(models_dir, data_dir / "datasets" / "sft_student_mental.jsonl")
+    runs = _trained_runs(models_dir, Layout(data_dir).sft)
     if not paid and not runs and not pays_next:
         return
     held = [

@@ -46,6 +46,7 @@ from pipeline.labeling.providers import make_provider
 from pipeline.labeling.providers.gemini import MissingKeyError, api_key_from_env
 from pipeline.labeling.records import FatalError, RunKey, UsageError, redact
 from pipeline.labeling.report import failure_summary, merge, read_stats, update_stats
+from pipeline.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pairs = (("concurrency", args.concurrency), ("rpm", args.rpm), ("label_mode", args.mode))
     overrides = {k: v for k, v in pairs if v is not None}
-    labeling_dir = args.data_dir / "labeling"
-    results_dir = args.results_dir or labeling_dir / "results"
+    labeling_dir = Layout(args.data_dir).labeling
+    results_dir = args.results_dir or Layout(args.data_dir).results()
     secrets: list[str] = []  # filled by the executors before their first request
     handlers: list[logging.Handler] = []
     try:

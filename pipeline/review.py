@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import read_jsonl, write_jsonl
-from pipeline.labeling.journal import BLOCKED_FILE, SHARD_RE
+from pipeline.labeling.journal import BLOCKED_FILE
+from pipeline.layout import Layout
 from psyedge.contract import FIELDS, LABEL_SCHEMA, allowed_values, validate
 from psyedge.errors import LabelError
 from psyedge.prompt import ROLE_NAMES
@@ -98,13 +99,12 @@ def review_reasons(row: dict[str, Any], fraction: float, seed: int) -> list[str]
     return reasons
 
 
-def _conversations(labeling_dir: Path) -> dict[str, dict[str, Any]]:
+def _conversations(layout: Layout) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(labeling_dir.iterdir()):
-        if SHARD_RE.match(path.name):
-            for rec in read_jsonl(path):
-                if isinstance(rec, dict) and "id" in rec:
-                    out.setdefault(rec["id"], rec)
+    for path in layout.shards():
+        for rec in read_jsonl(path):
+            if isinstance(rec, dict) and "id" in rec:
+                out.setdefault(rec["id"], rec)
     return out
 
 
@@ -162,12 +162,12 @@ def _blocked_reasons(results: Path) -> dict[str, list[str]]:
 
 def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
                 results: Path | None = None) -> dict[str, int]:
-    labeling = data_dir / "labeling"
-    results = results or labeling / "results"
+    layout = Layout(data_dir)
+    results = results or layout.results()
     dataset = results / "dataset.jsonl"
     if not dataset.exists():
         raise ReviewError(f"{dataset} does not exist: run `make label` first")
-    convs = _conversations(labeling)
+    convs = _conversations(layout)
     blocked = _blocked_reasons(results)
     rows = {r["id"]: r for r in read_jsonl(dataset)}
     queue = []
@@ -184,7 +184,7 @@ def write_queue(data_dir: Path, fraction: float = 0.03, seed: int = 0,
                       "reasks": row.get("reasks", 0), "source": row.get("source"), "topic": row.get("topic"),
                       "evidence": row.get("evidence"), "conversation": conv,
                       "dialogue": dialogue_text(conv)})
-    out = labeling / "review"
+    out = layout.review
     write_jsonl(out / "queue.jsonl", queue)
     with_tasks = [label_studio_task(q) for q in queue]
     from pipeline.io import atomic_write_json, atomic_write_text
@@ -265,7 +265,7 @@ def read_reviewed(path: Path) -> list[dict[str, Any]]:
 
 
 def apply_reviewed(data_dir: Path, reviewed: Path, results: Path | None = None) -> dict[str, int]:
-    results = results or data_dir / "labeling" / "results"
+    results = results or Layout(data_dir).results()
     dataset = results / "dataset.jsonl"
     if not dataset.exists():
         raise ReviewError(f"{dataset} does not exist: run `make label` first")

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from testkit.fake_gemini import FakeGemini, expected_labels, prompt_key
+
 ROOT = Path(__file__).resolve().parents[1]
-# The fake Gemini server of the labeling tests, re-exported here (tests/label is no package: its
-# modules are imported by file name, as its own tests do).
-sys.path.insert(0, str(ROOT / "tests" / "label"))
-from fake_gemini import FakeGemini, expected_labels, prompt_key  # noqa: E402
 
 __all__ = [
     "ROOT",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,10 @@ from typing import IO, Any
 
 from pipeline.io import dumps_line, write_jsonl
 from pipeline.labeling.records import RunKey, UsageError
+from pipeline.layout import SHARD_GLOB, SHARD_NAME, SHARD_RE
 
 log = logging.getLogger(__name__)
 
-SHARD_RE = re.compile(r"^input_part_(\d{4})\.jsonl$")
 LABEL_FIELDS_ROW = ("depression_level", "anxiety_level", "risk_flag", "student_distress_score")
 #: Merged files of a results folder besides dataset.jsonl: every refusal of the teacher, and the
 #: fallback teacher's journal.
@@ -57,7 +56,7 @@ class ShardFiles:
 
 def label_journals(results_dir: Path) -> list[Path]:
     """Every file of labeled rows in `results_dir`: shard results of any input, and retired rows."""
-    return sorted(p for p in results_dir.glob("input_part_*.jsonl")
+    return sorted(p for p in results_dir.glob(SHARD_GLOB)
                   if SHARD_RE.match(p.name) or p.name.endswith(".retired.jsonl"))
 
 
@@ -72,7 +71,7 @@ def find_shards(labeling_dir: Path, shard: str | None) -> list[Path]:
     if shard is not None:
         if not shard.isdigit():
             raise UsageError(f"--shard must be a number like 0007, got {shard!r}")
-        want = f"input_part_{int(shard):04d}.jsonl"
+        want = SHARD_NAME.format(int(shard))
         shards = [p for p in shards if p.name == want]
         if not shards:
             raise UsageError(f"--shard {shard}: {labeling_dir / want} does not exist")

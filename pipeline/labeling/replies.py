@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.labeling.records import Message, Reply
-from psyedge.contract import FIELDS, LABEL_SCHEMA, Labels, canonical_json
+from psyedge.contract import FIELDS, LABEL_SCHEMA, Labels
 from psyedge.errors import LabelError
 from psyedge.prompt import prepare
 
@@ -162,11 +162,6 @@ def reask_messages(prompt: str, history: list[tuple[str, str]], evidence: bool =
         messages.append(("model", bad_text or "(空)"))
         messages.append(("user", reask_text(error, evidence)))
     return messages
-
-
-def canonical_reply(labels: dict[str, Any]) -> str:
-    """Canonical JSON of valid labels (what offline providers answer)."""
-    return canonical_json(labels)
 
 
 # ---- schemas the services accept --------------------------------------------------------------

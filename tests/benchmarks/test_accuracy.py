@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from benchmarks import accuracy as acc
+from benchmarks import metrics
 from psyedge.contract import Labels
 from psyedge.errors import InputError
 
@@ -22,7 +23,7 @@ LEVELS = [0, 1, 2, 3]
 def test_confusion_matrix_by_hand() -> None:
     # rows = truth, columns = prediction:
     # truth 0 -> predicted 0 and 1; truth 1 -> 1, 1; truth 2 -> 2, 3; truth 3 -> 3, 2.
-    assert acc.confusion_matrix(TRUTH, PRED, LEVELS) == [
+    assert metrics.confusion_matrix(TRUTH, PRED, LEVELS) == [
         [1, 1, 0, 0],
         [0, 2, 0, 0],
         [0, 0, 1, 1],
@@ -35,21 +36,21 @@ def test_quadratic_weighted_kappa_by_hand() -> None:
     # Row sums 2,2,2,2; column sums 1,3,2,2; n = 8 -> E_ij = 2 * col_j / 8 = col_j / 4.
     # sum_i (i-j)^2 per column j = 14, 6, 6, 14 -> sum(W*E) = (1*14 + 3*6 + 2*6 + 2*14) / 9 / 4 = 72/36 = 2.
     # kappa = 1 - (1/3) / 2 = 5/6.
-    assert acc.quadratic_weighted_kappa(TRUTH, PRED, LEVELS) == pytest.approx(5 / 6)
+    assert metrics.quadratic_weighted_kappa(TRUTH, PRED, LEVELS) == pytest.approx(5 / 6)
 
 
 def test_kappa_extremes() -> None:
-    assert acc.quadratic_weighted_kappa([0, 1, 2, 3], [0, 1, 2, 3], LEVELS) == pytest.approx(1.0)
+    assert metrics.quadratic_weighted_kappa([0, 1, 2, 3], [0, 1, 2, 3], LEVELS) == pytest.approx(1.0)
     # Reversed: sum(W*O) = (9+1+1+9)/9 = 20/9; E = 1/4 everywhere, sum(W*E) = 40/9/4 = 10/9 -> -1.
-    assert acc.quadratic_weighted_kappa([0, 1, 2, 3], [3, 2, 1, 0], LEVELS) == pytest.approx(-1.0)
+    assert metrics.quadratic_weighted_kappa([0, 1, 2, 3], [3, 2, 1, 0], LEVELS) == pytest.approx(-1.0)
     # Both raters used one level only: agreement beyond chance is undefined.
-    assert acc.quadratic_weighted_kappa([2, 2, 2], [2, 2, 2], LEVELS) is None
-    assert acc.quadratic_weighted_kappa([], [], LEVELS) is None
+    assert metrics.quadratic_weighted_kappa([2, 2, 2], [2, 2, 2], LEVELS) is None
+    assert metrics.quadratic_weighted_kappa([], [], LEVELS) is None
 
 
 def test_accuracy_per_class_and_macro_f1_by_hand() -> None:
-    assert acc.accuracy(TRUTH, PRED) == pytest.approx(5 / 8)
-    scores = {s.label: s for s in acc.per_class(TRUTH, PRED, LEVELS)}
+    assert metrics.accuracy(TRUTH, PRED) == pytest.approx(5 / 8)
+    scores = {s.label: s for s in metrics.per_class(TRUTH, PRED, LEVELS)}
     # class 0: tp 1, predicted 1, support 2 -> P 1, R 1/2, F1 2/3
     assert (scores[0].precision, scores[0].recall, scores[0].f1) == pytest.approx((1.0, 0.5, 2 / 3))
     # class 1: tp 2, predicted 3, support 2 -> P 2/3, R 1, F1 0.8
@@ -57,31 +58,32 @@ def test_accuracy_per_class_and_macro_f1_by_hand() -> None:
     assert (scores[2].precision, scores[2].recall, scores[2].f1) == pytest.approx((0.5, 0.5, 0.5))
     assert (scores[3].support, scores[3].predicted) == (2, 2)
     # macro-F1 = (2/3 + 4/5 + 1/2 + 1/2) / 4 = 37/60
-    assert acc.macro_f1(TRUTH, PRED, LEVELS) == pytest.approx(37 / 60)
+    assert metrics.macro_f1(TRUTH, PRED, LEVELS) == pytest.approx(37 / 60)
 
 
 def test_undefined_ratios_are_none_and_macro_f1_counts_them_as_zero() -> None:
     truth = ["none", "none", "suicidal"]
     pred = ["none", "none", "none"]
-    scores = {s.label: s for s in acc.per_class(truth, pred, ["none", "suicidal", "violence"])}
+    scores = {s.label: s for s in metrics.per_class(truth, pred, ["none", "suicidal", "violence"])}
     assert scores["suicidal"].precision is None  # never predicted
     assert scores["suicidal"].recall == 0.0
     assert scores["violence"].recall is None and scores["violence"].support == 0
+    assert scores["suicidal"].f1 == 0.0 and scores["violence"].f1 is None  # missed vs absent
     # none: P 2/3, R 1 -> F1 0.8; suicidal: F1 counts as 0; violence absent from both: left out.
-    assert acc.macro_f1(truth, pred, ["none", "suicidal", "violence"]) == pytest.approx(0.4)
+    assert metrics.macro_f1(truth, pred, ["none", "suicidal", "violence"]) == pytest.approx(0.4)
 
 
 def test_mae_and_within_one_by_hand() -> None:
     truth, pred = [0, 5, 9, 3], [1, 5, 6, 5]
-    assert acc.mean_absolute_error(truth, pred) == pytest.approx((1 + 0 + 3 + 2) / 4)
-    assert acc.within(truth, pred, 1) == pytest.approx(2 / 4)
-    assert acc.mean_absolute_error([], []) is None
+    assert metrics.mean_absolute_error(truth, pred) == pytest.approx((1 + 0 + 3 + 2) / 4)
+    assert metrics.within(truth, pred, 1) == pytest.approx(2 / 4)
+    assert metrics.mean_absolute_error([], []) is None
 
 
 def test_threshold_sweep_by_hand() -> None:
     positive = [True, True, False, False, True]
     scores = [0.9, 0.4, 0.6, 0.1, 0.2]
-    points = acc.threshold_sweep(positive, scores, [0.0, 0.3, 0.5, 0.95])
+    points = metrics.pr_curve(positive, scores, [0.0, 0.3, 0.5, 0.95])
     got = [(p["threshold"], p["precision"], p["recall"], p["tp"], p["fp"], p["fn"]) for p in points]
     assert got[0] == (0.0, pytest.approx(3 / 5), 1.0, 3, 2, 0)
     assert got[1] == (0.3, pytest.approx(2 / 3), pytest.approx(2 / 3), 2, 1, 1)
@@ -91,9 +93,9 @@ def test_threshold_sweep_by_hand() -> None:
 
 def test_mismatched_lengths_and_unknown_values_fail_clearly() -> None:
     with pytest.raises(ValueError, match="must pair up"):
-        acc.confusion_matrix([0, 1], [0], LEVELS)
+        metrics.confusion_matrix([0, 1], [0], LEVELS)
     with pytest.raises(ValueError, match="not one of the labels"):
-        acc.confusion_matrix([0, 7], [0, 1], LEVELS)
+        metrics.confusion_matrix([0, 7], [0, 1], LEVELS)
 
 
 def _labels(d: int = 0, a: int = 0, r: str = "none", s: int = 0) -> dict[str, Any]:

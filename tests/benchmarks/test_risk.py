@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks import risk
+from benchmarks.metrics import expected_calibration_error, pr_curve, recall_at_precision
 from benchmarks.risk_metrics import (
     PSYSUICIDE_TO_RISK,
     RiskDataError,
     class_metrics,
     gold_flag,
     load_psysuicide,
-    pr_curve,
-    recall_at_precision,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,9 +87,10 @@ def test_class_metrics_by_hand() -> None:
     # violence: support 1, never predicted -> precision None (nothing claimed), recall 0.
     assert (m["violence"]["precision"] is None and m["violence"]["recall"] == 0.0
             and m["violence"]["support"] == 1)
-    # self_harm: no support, no predictions -> both None, not a silent zero.
+    # self_harm: no support, no predictions -> precision, recall and F1 None, not a silent zero.
     assert (m["self_harm"]["precision"] is None and m["self_harm"]["recall"] is None
             and m["self_harm"]["support"] == 0)
+    assert m["self_harm"]["f1"] is None and m["violence"]["f1"] == 0.0  # missed: a real 0
     # none: TP 1 (row 5), FP 2 (rows 3 and 6), FN 1 (row 4) -> P 1/3, R 1/2.
     assert (m["none"]["precision"], m["none"]["recall"]) == (0.3333, 0.5)
 
@@ -102,7 +102,16 @@ def test_recall_at_precision_keeps_tied_scores_together() -> None:
     assert recall_at_precision(gold, scores, 0.8) == {"recall": 0.3333, "precision": 1.0, "threshold": 0.9}
     # At 0.7 precision, t=0.6 gives P 0.75, R 1.0.
     assert recall_at_precision(gold, scores, 0.7) == {"recall": 1.0, "precision": 0.75, "threshold": 0.6}
-    assert [round(p, 3) for _, p, _ in pr_curve(gold, scores)] == [1.0, 0.667, 0.75, 0.6, 0.5]
+    assert [round(p["precision"], 3) for p in pr_curve(gold, scores)] == [1.0, 0.667, 0.75, 0.6, 0.5]
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    # Bin [0.9, 1.0]: P 0.9 and 1.0 (mean 0.95), both positive: |0.95 - 1| = 0.05, weight 2/4.
+    # Bin [0.1, 0.2): P 0.1 twice, one positive: |0.1 - 0.5| = 0.4, weight 2/4. ECE 0.225.
+    assert expected_calibration_error([True, True, True, False], [0.9, 1.0, 0.1, 0.1]) == 0.225
+    assert expected_calibration_error([], []) is None
+    with pytest.raises(ValueError, match="pair up"):
+        expected_calibration_error([True], [0.5, 0.5])
 
 
 # ---- the CLI -----------------------------------------------------------------------------------
@@ -163,11 +172,8 @@ def test_cli_missing_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
 # ---- with a model (a tiny random GGUF: the numbers are meaningless, the plumbing is real) -------
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(ROOT / "sdk" / "python" / "tests"))
-    try:
-        import gguf_factory
-    finally:
-        sys.path.pop(0)
+    from testkit import gguf_factory
+
     return gguf_factory.write_model(tmp_path_factory.mktemp("model") / "tiny-f32.gguf", template="chatml")
 
 

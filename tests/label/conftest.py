@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from fake_gemini import FakeGemini
+
+from testkit.fake_gemini import FakeGemini
 
 
 @pytest.fixture()

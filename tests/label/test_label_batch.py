@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_gemini import FakeGemini
-from label_builders import read_jsonl, write_config, write_shards
 
 from pipeline import label
 from psyedge.contract import FIELDS, validate
+from testkit.fake_gemini import FakeGemini
+from testkit.label_builders import read_jsonl, write_config, write_shards
 
 
 def run(data: Path, cfg: Path) -> int:

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_gemini import BLOCK_KINDS, FakeGemini
-from label_builders import read_jsonl, write_config, write_shards
 
 from pipeline import label, review
 from psyedge.lexicon import conversation_risk
+from testkit.fake_gemini import BLOCK_KINDS, FakeGemini
+from testkit.label_builders import read_jsonl, write_config, write_shards
 
 
 def _run(data: Path, cfg: Path, *extra: str, provider: str = "gemini") -> int:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fake_gemini import FakeGemini, prompt_key
-from label_builders import read_jsonl, write_config, write_shards
-
 from pipeline import label, review
 from pipeline.io import write_jsonl
 from pipeline.labeling.replies import student_text
 from psyedge.prompt import evidence_prompt, evidence_prompt_hash, prompt_hash
+from testkit.fake_gemini import FakeGemini, prompt_key
+from testkit.label_builders import read_jsonl, write_config, write_shards
 from training import sft
 
 

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_gemini import FakeGemini, expected_labels, prompt_key, random_faults
-from label_builders import read_jsonl, write_config, write_shards
 
 from pipeline import label
 from pipeline.labeling.journal import SHARD_RE
 from psyedge.contract import FIELDS, validate
 from psyedge.prompt import instruction_and_transcript, prompt_hash
+from testkit.fake_gemini import FakeGemini, expected_labels, prompt_key, random_faults
+from testkit.label_builders import read_jsonl, write_config, write_shards
 
 KNOWN_REASONS = {"invalid_reply", "max_tokens", "blocked", "transient_errors", "bad_input"}
 

@@ -9,11 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from fake_gemini import FakeGemini, prompt_key
-from label_builders import read_jsonl, write_config, write_shards
-
 from psyedge.contract import FIELDS
 from psyedge.prompt import instruction_and_transcript
+from testkit.fake_gemini import FakeGemini, prompt_key
+from testkit.label_builders import read_jsonl, write_config, write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
 

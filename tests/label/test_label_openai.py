@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_gemini import FakeGemini, random_faults
-from label_builders import read_jsonl, write_config, write_shards
 
 from pipeline import label
 from psyedge.contract import FIELDS, LABEL_SCHEMA
+from testkit.fake_gemini import FakeGemini, random_faults
+from testkit.label_builders import read_jsonl, write_config, write_shards
 
 
 def test_openai_compatible_endpoint(tmp_path: Path, fake: FakeGemini,

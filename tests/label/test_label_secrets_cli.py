@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from fake_gemini import FakeGemini, random_faults
-from label_builders import write_config, write_shards
 
 from pipeline import label
 from pipeline.labeling.records import redact
+from testkit.fake_gemini import FakeGemini, random_faults
+from testkit.label_builders import write_config, write_shards
 
 
 def _all_text(root: Path) -> str:

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from label_builders import read_jsonl, write_config, write_shards
 
 from pipeline.teacher import folder_name, resolve
+from testkit.label_builders import read_jsonl, write_config, write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "pipeline" / "slurm" / "label_array.sbatch"

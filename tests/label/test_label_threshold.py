@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_gemini import FakeGemini, prompt_key
-from label_builders import read_jsonl, write_config, write_shards
 
 from pipeline import label
 from psyedge.prompt import instruction_and_transcript
+from testkit.fake_gemini import FakeGemini, prompt_key
+from testkit.label_builders import read_jsonl, write_config, write_shards
 
 
 def _run(data: Path, cfg: Path, *extra: str) -> int:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from label_builders import conversation, read_jsonl, write_config, write_shards
 
 from pipeline import label
 from pipeline.cost import (
@@ -26,6 +25,7 @@ from pipeline.labeling.records import Reply, Usage
 from pipeline.labeling.replies import check_reply, gemini_schema, reask_messages
 from pipeline.ratelimit import RateLimiter
 from psyedge.contract import FIELDS, validate
+from testkit.label_builders import conversation, read_jsonl, write_config, write_shards
 
 CONFIG = Path(__file__).resolve().parents[2] / "pipeline" / "label_config.yaml"
 

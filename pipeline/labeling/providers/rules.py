@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.labeling.providers.base import Provider
 from pipeline.labeling.records import Message, Reply, Usage
-from pipeline.labeling.replies import canonical_reply
+from psyedge.contract import canonical_json
 
 #: Depression cues (low mood, anhedonia, hopelessness, guilt, fatigue), as students write them.
 DEPRESSION_CUES: tuple[str, ...] = (
@@ -72,4 +72,4 @@ class RulesProvider(Provider):
 
     async def generate(self, messages: list[Message], conversation: list[dict[str, Any]]) -> Reply:
         """Canonical JSON of the rule labels, finish reason STOP, no tokens billed."""
-        return Reply(canonical_reply(rule_labels(conversation)), "STOP", Usage())
+        return Reply(canonical_json(rule_labels(conversation)), "STOP", Usage())

@@ -160,9 +160,6 @@ class Engine:
             n = self._ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
-
     # ---- decoding ------------------------------------------------------------------------
     def decode(self, rows: Sequence[tuple[int, int, int, bool]]) -> list[np.ndarray]:
         """One `llama_decode` call over `rows` of (token, position, sequence, wants_logits).

@@ -131,23 +131,26 @@ def check_conversation(conversation: Any) -> list[Turn]:
     if isinstance(conversation, (str, bytes)) or not isinstance(conversation, Sequence):
         raise TypeError(f"conversation must be a list of {{role, text}} dicts, "
                         f"got {type(conversation).__name__}")
-    turns: list[Turn] = []
-    for i, turn in enumerate(conversation):
-        if not isinstance(turn, Mapping):
-            raise TypeError(f"turn {i} must be a dict with 'role' and 'text', got {type(turn).__name__}")
-        role, text = turn.get("role"), turn.get("text")
-        if role not in ROLES:
-            raise InputError(f"turn {i}: role must be one of {list(ROLES)}, got {role!r}")
-        if not isinstance(text, str):
-            raise TypeError(f"turn {i}: text must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise InputError(f"turn {i}: text is empty")
-        clean = normalise_text(text)
-        if clean:
-            turns.append(Turn(role, clean))
+    turns = [t for i, turn in enumerate(conversation) if (t := check_turn(i, turn)) is not None]
     if not any(t.role == "user" for t in turns):
         raise InputError("conversation has no user turn with visible text: nothing to assess")
     return turns
+
+
+def check_turn(i: int, turn: Any) -> Turn | None:
+    """One turn of a conversation, checked (`i` names it in the error); None when its text is
+    only invisible characters. `Session.add` checks each turn with this as it arrives."""
+    if not isinstance(turn, Mapping):
+        raise TypeError(f"turn {i} must be a dict with 'role' and 'text', got {type(turn).__name__}")
+    role, text = turn.get("role"), turn.get("text")
+    if role not in ROLES:
+        raise InputError(f"turn {i}: role must be one of {list(ROLES)}, got {role!r}")
+    if not isinstance(text, str):
+        raise TypeError(f"turn {i}: text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InputError(f"turn {i}: text is empty")
+    clean = normalise_text(text)
+    return Turn(role, clean) if clean else None
 
 
 def trim(turns: Sequence[Turn]) -> tuple[list[Turn], bool]:

@@ -22,6 +22,7 @@ from typing import Any
 from psyedge.contract import CONTRACT_VERSION, Labels, allowed_values, most_severe
 from psyedge.decode import Engine, EngineConfig, choose, shared_first
 from psyedge.errors import InputError, ModelError
+from psyedge.lexicon import lexicon_risk, scan
 from psyedge.metadata import KEYS
 from psyedge.plan import PLAN
 from psyedge.prompt import (
@@ -29,6 +30,7 @@ from psyedge.prompt import (
     ChatTemplate,
     Turn,
     check_conversation,
+    check_turn,
     get_template,
     prompt_hash,
     transcript,
@@ -40,8 +42,6 @@ log = logging.getLogger(__name__)
 
 #: Slack kept free at the end of the context beyond the answer's own tokens.
 ANSWER_SLACK = 8
-#: What `risk_source` says: the model's flag stands, or the lexicon raised it.
-RISK_SOURCES = ("model", "lexicon")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,68 @@ class TokenPlan:
     suffix: tuple[int, ...]  # template.suffix
     forced: tuple[tuple[int, ...], ...]  # F0..F4, the plan's forced steps in order
     values: tuple[tuple[tuple[int, ...], ...], ...]  # per field, per allowed value: its tokens
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A conversation as the Screener feeds it: the turns kept after the trim policy and the
+    context budget, each kept turn's transcript tokens, and whether anything was cut."""
+
+    turns: tuple[Turn, ...]
+    lines: tuple[tuple[int, ...], ...]
+    trimmed: bool
+
+
+class KVCache:
+    """What sequence 0 of the KV cache holds, as tokens, kept equal to what it really holds.
+
+    Every change to sequence 0 goes through these four methods, so the picture cannot drift
+    from the cache: `reuse` keeps the longest prefix shared with a new prompt, `cut` drops a
+    tail, `extend` records tokens just decoded, `reset` distrusts everything (after an error,
+    or after someone else decoded on the context). A cache that cannot cut at a position
+    (recurrent state) is rebuilt from the instruction prefix's snapshot (DECODING.md 3).
+    """
+
+    def __init__(self, engine: Engine, prefix: Sequence[int]) -> None:
+        self.engine = engine
+        self.prefix = tuple(prefix)
+        engine.decode_seq(self.prefix, 0, logits="none")
+        self.snapshot = engine.state_get(0)
+        self.tokens: list[int] = list(self.prefix)
+
+    def reuse(self, full: Sequence[int]) -> int:
+        """Cut to the longest prefix shared with `full`, leaving at least its last token to
+        decode (its logits are needed); returns where decoding starts."""
+        cached = self.tokens
+        n = min(len(cached), len(full) - 1)
+        k = 0
+        while k < n and cached[k] == full[k]:
+            k += 1
+        if k < len(self.prefix) or not self.engine.seq_rm(0, k, -1):
+            k = self._restore()
+        self.tokens = list(full[:k])
+        return k
+
+    def cut(self, pos: int) -> None:
+        """Drop sequence 0 from `pos` on (rebuilding from the snapshot if it cannot be cut)."""
+        keep = self.tokens[:pos]
+        if not self.engine.seq_rm(0, pos, -1):
+            n = self._restore()
+            self.engine.decode_seq(keep[n:], n, logits="none")
+        self.tokens = keep
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        """Record tokens just decoded on sequence 0 after what it holds."""
+        self.tokens += tokens
+
+    def reset(self) -> None:
+        """Trust nothing beyond the snapshot: the next `reuse` restores the prefix."""
+        self.tokens = []
+
+    def _restore(self) -> int:
+        self.engine.clear()
+        self.engine.state_set(self.snapshot, 0)
+        return len(self.prefix)
 
 
 @dataclass
@@ -102,19 +164,17 @@ class Screener:
             self.token_plan = self._build_token_plan()
             self._check_fits()
             self._line_cache: dict[str, tuple[int, ...]] = {}
-            self._cached: list[int] = []
-            self._guess = [0] * len(self.token_plan.values)  # DECODING.md 4: the first value of each field
+            self._guess = self._first_values()
             t0 = time.perf_counter()
-            self.engine.decode_seq(self.token_plan.prefix, 0, logits="none")
-            self._prefix_state = self.engine.state_get(0)
-            self._cached = list(self.token_plan.prefix)
+            #: What sequence 0 holds; code that decodes on `engine` itself calls `kv.reset()`.
+            self.kv = KVCache(self.engine, self.token_plan.prefix)
             self.prefix_ms = (time.perf_counter() - t0) * 1000
         except Exception:
             self.engine.close()
             raise
         log.info("loaded %s (template %s, prefix %d tokens in %.0f ms, state %d KiB)", self.engine.path.name,
                  self.template.name, len(self.token_plan.prefix), self.prefix_ms,
-                 len(self._prefix_state) // 1024)
+                 self.prefix_state_bytes // 1024)
 
     # ---- setup -------------------------------------------------------------------------------
     def _resolve_template(self, template: str | None) -> ChatTemplate:
@@ -206,36 +266,62 @@ class Screener:
                                  "instruction")
         return turns, lines, cut
 
-    def _prepare(self, conversation: Any) -> tuple[list[Turn], list[Turn], list[tuple[int, ...]], bool]:
-        turns = check_conversation(conversation)
+    def _prepare(self, turns: list[Turn]) -> Prompt:
         kept, trimmed = trim(turns)
         kept, lines, cut = self._fit(kept)
-        return turns, kept, lines, trimmed or cut
+        return Prompt(tuple(kept), tuple(lines), trimmed or cut)
+
+    def prompt(self, conversation: Any) -> Prompt:
+        """`conversation` as it is fed: the turns kept, their tokens, whether it was trimmed."""
+        return self._prepare(check_conversation(conversation))
+
+    def prompt_tokens(self, conversation: Any) -> list[int]:
+        """The prompt's tokens exactly as `assess` feeds them (segment tokenization,
+        DECODING.md 2): the cached prefix, each kept turn, the template's suffix. What another
+        decoding path must be given to answer the same prompt."""
+        return self._tokens(self.prompt(conversation))
+
+    def _tokens(self, prompt: Prompt) -> list[int]:
+        plan = self.token_plan
+        return [*plan.prefix, *(t for line in prompt.lines for t in line), *plan.suffix]
+
+    def turn_tokens(self, role: str, text: str) -> tuple[int, ...]:
+        """One turn's transcript tokens, as they appear in a prompt (e.g. to size a turn)."""
+        turn = check_turn(0, {"role": role, "text": text})
+        if turn is None:
+            raise InputError("text has no visible characters")
+        return self._line_tokens(turn)
 
     def render(self, conversation: Any) -> str:
         """The exact prompt text the model sees for `conversation` (BOS aside)."""
-        _, kept, _, _ = self._prepare(conversation)
-        return self.template.prefix + INSTRUCTION + transcript(kept) + self.template.suffix
+        kept = self.prompt(conversation).turns
+        return self.template.prefix + INSTRUCTION + transcript(list(kept)) + self.template.suffix
+
+    @property
+    def prefix_state_bytes(self) -> int:
+        """Size of the instruction prefix's KV snapshot, kept to rebuild the cache from."""
+        return len(self.kv.snapshot)
+
+    def prefill(self, tokens: Sequence[int]) -> int:
+        """Make sequence 0 hold `tokens` (the instruction prefix first), decoding in one call
+        only what it does not hold yet, with logits at the last token only. This is the floor
+        every decoding path pays for a prompt, which the benchmarks time; the next `assess`
+        reuses what it leaves. Returns the number of tokens decoded."""
+        full = list(tokens)
+        prefix = self.token_plan.prefix
+        if tuple(full[: len(prefix)]) != prefix or len(full) == len(prefix):
+            raise InputError(f"prefill needs the instruction prefix ({len(prefix)} tokens) and at "
+                             f"least one token after it, got {len(full)} tokens")
+        k = self.kv.reuse(full)
+        try:
+            self.engine.decode_seq(full[k:], k)
+        except BaseException:
+            self.kv.reset()
+            raise
+        self.kv.extend(full[k:])
+        return len(full) - k
 
     # ---- assessment --------------------------------------------------------------------------
-    def _reuse(self, full: list[int]) -> int:
-        """Cut sequence 0 to the longest prefix it shares with `full`; return where decoding starts."""
-        cached = self._cached
-        n = min(len(cached), len(full) - 1)  # at least one token is decoded, to get its logits
-        k = 0
-        while k < n and cached[k] == full[k]:
-            k += 1
-        if k < len(self.token_plan.prefix) or not self.engine.seq_rm(0, k, -1):
-            k = self._restore_prefix()
-        self._cached = full[:k]
-        return k
-
-    def _restore_prefix(self) -> int:
-        """Empty the cache and put the instruction prefix's snapshot back; returns its length."""
-        self.engine.clear()
-        self.engine.state_set(self._prefix_state, 0)
-        return len(self.token_plan.prefix)
-
     def _score(self, cands: Sequence[Sequence[int]], logits: Any, pos: int) -> tuple[int, list[float], bool]:
         """Choose among `cands` at `pos`; one extra decode call when first tokens are shared."""
         shared = shared_first(cands)
@@ -275,15 +361,6 @@ class Screener:
             want.append(len(tail) - 1)
         return tail, want
 
-    def _cut(self, pos: int) -> None:
-        """Drop sequence 0 from `pos` on; a cache that cannot cut there (recurrent state) is rebuilt
-        from the prefix snapshot up to `pos` (DECODING.md 3, same fallback as `_reuse`)."""
-        keep = self._cached[:pos]
-        if not self.engine.seq_rm(0, pos, -1):
-            n = self._restore_prefix()
-            self.engine.decode_seq(keep[n:], n, logits="none")
-        self._cached = keep
-
     def _decode(self, full: list[int]) -> tuple[int, dict[str, Any], dict[str, dict[str, float]], float, int]:
         """DECODING.md 4: the prompt tail and a guessed answer in one call, re-decoded from a wrong guess on.
 
@@ -291,7 +368,7 @@ class Screener:
         """
         plan = self.token_plan
         holes = [s for s in PLAN if s.forced is None]
-        k = self._reuse(full)
+        k = self.kv.reuse(full)
         seg, start, first = full[k:], k, 0
         values: dict[str, Any] = {}
         probabilities: dict[str, dict[str, float]] = {}
@@ -302,7 +379,7 @@ class Screener:
             tail, want = self._speculate(seg, first)
             wanted = set(want)
             outs = self.engine.decode([(t, start + i, 0, i in wanted) for i, t in enumerate(tail)])
-            self._cached += tail
+            self.kv.extend(tail)
             t_first = t_first or time.perf_counter()
             pos = start + len(seg)  # where field `first`'s value begins
             for f, logits in enumerate(outs, start=first):
@@ -316,7 +393,7 @@ class Screener:
                     break  # the closing forced text needs no decoding
                 if best != self._guess[f]:  # the rest of the batch saw a wrong value: cut it, go on from here
                     misses += 1
-                    self._cut(pos)
+                    self.kv.cut(pos)
                     seg, start, first = list(cands[best]) + list(plan.forced[f + 1]), pos, f + 1
                     break
                 pos += len(cands[best]) + len(plan.forced[f + 1])
@@ -328,6 +405,13 @@ class Screener:
         """The answer the next assessment is decoded with (DECODING.md 4): per field, the index
         of the value in the plan; the previous assessment's choices, or each field's first value."""
         return list(self._guess)
+
+    def _first_values(self) -> list[int]:
+        return [0] * len(self.token_plan.values)  # DECODING.md 4: the first value of each field
+
+    def reset_guess(self) -> None:
+        """Forget the previous assessment's choices: guess each field's first value again."""
+        self._guess = self._first_values()
 
     def set_guess(self, choices: Sequence[int]) -> None:
         """Set the guessed answer (value indices, one per field), e.g. to measure the cost of a
@@ -342,18 +426,14 @@ class Screener:
         """Screen one conversation: a list of `{"role": "user"|"assistant", "text": str}`."""
         t0 = time.perf_counter()
         calls0 = self.engine.decode_calls
-        turns, kept, lines, trimmed = self._prepare(conversation)
-        plan = self.token_plan
-        full = list(plan.prefix)
-        for line in lines:
-            full.extend(line)
-        full += plan.suffix
-        full += plan.forced[0]
+        turns = check_conversation(conversation)
+        prompt = self._prepare(turns)
+        full = self._tokens(prompt) + list(self.token_plan.forced[0])
         t_tok = time.perf_counter()
         try:
             k, values, probabilities, t_prefill, misses = self._decode(full)
         except BaseException:
-            self._cached = []  # the cache may be half-written: rebuild from the prefix next time
+            self.kv.reset()  # the cache may be half-written: rebuild from the prefix next time
             raise
         t_decode = time.perf_counter()
 
@@ -377,16 +457,11 @@ class Screener:
             "cached_tokens": k,
             "new_tokens": len(full) - k,
         }
-        return Assessment(Labels.from_dict(values), probabilities, risk_source, timings, trimmed,
+        return Assessment(Labels.from_dict(values), probabilities, risk_source, timings, prompt.trimmed,
                           model_flag, hits)
 
     @staticmethod
     def _lexicon(user_turns: list[Turn]) -> tuple[str, list[dict[str, Any]]]:
-        try:
-            from psyedge.lexicon import lexicon_risk, scan
-        except ImportError as exc:
-            raise ModelError(f"the risk lexicon is unavailable ({exc}); reinstall psyedge, or pass "
-                             "lexicon=False to screen with the model alone") from None
         text = "\n".join(t.text for t in user_turns)
         hits = [{"risk_flag": h.risk_flag, "entry": h.entry, "span": list(h.span)} for h in scan(text)]
         return lexicon_risk(text), hits
@@ -414,14 +489,9 @@ class Session:
         self.turns: list[dict[str, str]] = []
 
     def add(self, role: str, text: str) -> None:
-        """Append one turn; checked now (role, non-empty string) so errors point at this call."""
+        """Append one turn; checked now, as `assess` would check it, so errors point at this call."""
         turn = {"role": role, "text": text}
-        if role not in ("user", "assistant"):
-            raise InputError(f"role must be 'user' or 'assistant', got {role!r}")
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise InputError("text is empty")
+        check_turn(len(self.turns), turn)
         self.turns.append(turn)
 
     def assess(self) -> Assessment:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # gguf_factory, conversations
-
-import gguf_factory  # noqa: E402
-from gguf_factory import TINY_KW  # noqa: E402
+from testkit import gguf_factory
+from testkit.gguf_factory import TINY_KW
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from gguf_factory import CORPUS_ZH
+from testkit.gguf_factory import CORPUS_ZH
 
 Conversation = list[dict[str, str]]
 

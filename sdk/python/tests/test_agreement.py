@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from conversations import generate
-from gguf_factory import TINY_KW
-from plain_path import checked_grammar, complete, load_llama, prompt_tokens, text_grammar, token_grammar
 
 from psyedge import Screener
 from psyedge.contract import FIELDS, validate
 from psyedge.decode import shared_first
+from testkit.gguf_factory import TINY_KW
+from testkit.plain_path import checked_grammar, complete, load_llama, text_grammar, token_grammar
 
 #: A difference in a field where our top two values are closer than this is a near tie.
 NEAR_TIE = 0.05
@@ -50,7 +50,7 @@ def _agreement(model: Path, n: int) -> tuple[dict[str, float], list[tuple[str, s
         for kind, conv in items:
             a = s.assess(conv)
             ours = a.labels.to_dict()
-            prompt = prompt_tokens(s, conv)
+            prompt = s.prompt_tokens(conv)
             for name, g in grammars.items():
                 text, theirs = complete(llm, prompt, g)
                 assert theirs is not None, text
@@ -93,7 +93,7 @@ def test_greedy_agreement_on_the_real_gemma_270m_with_the_character_grammar() ->
         grammar = checked_grammar(llm, text_grammar())
         agree = 0
         for _, conv in items:
-            _, theirs = complete(llm, prompt_tokens(s, conv), grammar)
+            _, theirs = complete(llm, s.prompt_tokens(conv), grammar)
             agree += theirs == s.assess(conv).labels.to_dict()
         llm.close()
     print(f"\ngemma-3-270m character-grammar agreement: {agree}/{len(items)}")

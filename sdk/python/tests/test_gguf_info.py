@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gguf_factory
 import pytest
 
 from psyedge.errors import ModelError
 from psyedge.gguf_info import ArrayInfo, read_info
+from testkit import gguf_factory
 
 
 def test_reads_the_keys_the_factory_wrote(tiny_model: Path) -> None:

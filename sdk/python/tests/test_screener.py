@@ -6,17 +6,17 @@ import json
 import socket
 from pathlib import Path
 
-import gguf_factory
 import numpy as np
 import pytest
 from conversations import generate, kinds
-from gguf_factory import TINY_CTX, TINY_KW
 
 from psyedge import InputError, ModelError, Screener
 from psyedge.contract import FIELDS, most_severe, validate
 from psyedge.decode import Engine
 from psyedge.plan import PLAN
 from psyedge.prompt import INSTRUCTION, render
+from testkit import gguf_factory
+from testkit.gguf_factory import TINY_CTX, TINY_KW
 
 HOLES = [s for s in PLAN if s.forced is None]
 ADVERSARIAL = {"injection", "long_50000", "emoji", "control_chars", "mixed_language", "empty_after_cleaning"}
@@ -70,9 +70,7 @@ def test_render_is_the_contract_prompt_and_segments_tokenize_like_the_whole(scre
             assert text == render(conv, "deepseek-r1")
             eng = screener.engine
             whole = [eng.bos] + eng.tokenize(text, special=True)
-            _, _, lines, _ = screener._prepare(conv)
-            plan = screener.token_plan
-            segments = list(plan.prefix) + [t for ln in lines for t in ln] + list(plan.suffix)
+            segments = screener.prompt_tokens(conv)
             assert segments == whole  # DECODING.md 2: true for byte-level BPE with a qwen2 pre-tokenizer
 
 
@@ -112,7 +110,8 @@ def test_session_decodes_only_new_turns_and_matches_a_fresh_screener(screener: S
         for f in FIELDS:
             assert np.allclose(list(a.probabilities[f].values()), list(b.probabilities[f].values()),
                                atol=1e-3)
-        _, kept, lines, trimmed = screener._prepare(sess.turns)
+        prompt = screener.prompt(sess.turns)
+        lines, trimmed = prompt.lines, prompt.trimmed
         if not trimmed and i >= 2:
             # Only the assistant turn and this user turn (+ suffix and first forced text) are new.
             new = sum(map(len, lines[-2:])) + len(plan.suffix) + len(plan.forced[0])
@@ -144,7 +143,7 @@ def test_kv_reuse_and_the_state_restore_path_give_the_same_answer(screener: Scre
         for f in FIELDS:
             assert np.allclose(list(other.probabilities[f].values()), list(first.probabilities[f].values()),
                                atol=1e-4)
-    assert 0 < len(screener._prefix_state) < 64 * 1024 * 1024
+    assert 0 < screener.prefix_state_bytes < 64 * 1024 * 1024
 
 
 def test_template_comes_from_metadata_or_the_caller(tiny_model: Path, tiny_plain: Path,
@@ -202,8 +201,7 @@ def test_shared_first_tokens_are_scored_as_whole_values_in_one_extra_call(tiny_s
         assert a.timings["decode_calls"] == 2 + a.timings["guess_misses"]  # + the risk field's scoring call
         # Rebuild the context at the risk position and score the values by brute force.
         plan = s.token_plan
-        _, _, lines, _ = s._prepare(conv)
-        ctx = list(plan.prefix) + [t for ln in lines for t in ln] + list(plan.suffix) + list(plan.forced[0])
+        ctx = s.prompt_tokens(conv) + list(plan.forced[0])
         for fi in range(2):
             value = str(a.labels.to_dict()[FIELDS[fi]])
             ctx += list(plan.values[fi][HOLES[fi].values.index(value)]) + list(plan.forced[fi + 1])
@@ -211,7 +209,7 @@ def test_shared_first_tokens_are_scored_as_whole_values_in_one_extra_call(tiny_s
         got = list(a.probabilities["risk_flag"].values())
         assert np.allclose(got, ref, atol=2e-3), (got, ref)
         s.engine.clear()
-        s._cached = []  # the brute force above used the cache: make the screener rebuild it
+        s.kv.reset()  # the brute force above used the cache: make the screener rebuild it
         _check(s.assess(conv))
 
 
@@ -305,3 +303,28 @@ def test_a_context_too_small_for_the_instruction_is_refused_at_load(tiny_model: 
         prefix = len(s.token_plan.prefix)
     with pytest.raises(ModelError, match=rf"instruction prefix \({prefix} tokens\) does not fit n_ctx=220"):
         Screener(tiny_model, n_ctx=220, **kw)
+
+
+def test_prefill_keeps_the_cache_picture_true(screener: Screener) -> None:
+    """`prefill` decodes on sequence 0 through the same cache object as `assess`: an assessment
+    after it reuses what it left and answers as one without it."""
+    conv = [{"role": "user", "text": "老师，我最近压力很大，晚上睡不着觉。"}]
+    before = screener.assess(conv)
+    screener.assess([{"role": "user", "text": "今天天气不错。"}])
+    tokens = screener.prompt_tokens(conv)
+    assert 0 < screener.prefill(tokens) <= len(tokens) - len(screener.token_plan.prefix)
+    assert screener.prefill(tokens) == 1  # all but the last token already held
+    after = screener.assess(conv)
+    assert after.labels == before.labels
+    assert after.timings["cached_tokens"] == len(tokens)  # the suffix's end onward was new
+    with pytest.raises(InputError, match="instruction prefix"):
+        screener.prefill(tokens[1:])
+    screener.reset_guess()
+    assert screener.guess == [0] * len(screener.token_plan.values)
+
+
+def test_prompt_and_turn_tokens_agree(screener: Screener) -> None:
+    conv = [{"role": "user", "text": "我很焦虑。"}, {"role": "assistant", "text": "嗯，能说说吗？"}]
+    prompt = screener.prompt(conv + [{"role": "user", "text": "考试。"}])
+    assert prompt.lines[1] == screener.turn_tokens("assistant", "嗯，能说说吗？") and not prompt.trimmed
+    assert screener.prefix_state_bytes > 0

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 from conversations import generate
-from gguf_factory import TINY_KW
 
 from psyedge import Screener
 from psyedge.decode import choose
 from psyedge.plan import PLAN
+from testkit.gguf_factory import TINY_KW
 
 HOLES = [s for s in PLAN if s.forced is None]
 #: Speculation changes which tokens share a `llama_decode` batch, and llama.cpp picks its matmul
@@ -39,8 +39,7 @@ def sequential(s: Screener, conv: Any, split: int = 0) -> tuple[list[int], list[
     `split` > 0 decodes call 1 in two batches, its first `split` tokens first (same result up to
     the kernels' float noise)."""
     plan, eng = s.token_plan, s.engine
-    _, _, lines, _ = s._prepare(conv)
-    ctx = list(plan.prefix) + [t for ln in lines for t in ln] + list(plan.suffix) + list(plan.forced[0])
+    ctx = s.prompt_tokens(conv) + list(plan.forced[0])
     eng.clear()
     if split:
         eng.decode_seq(ctx[:split], 0, logits="none")
@@ -56,7 +55,7 @@ def sequential(s: Screener, conv: Any, split: int = 0) -> tuple[list[int], list[
             (logits,) = eng.decode_seq(seg, len(ctx))
             ctx += seg
     eng.clear()
-    s._cached = []  # the reference used the Screener's context: make it rebuild from the snapshot
+    s.kv.reset()  # the reference used the Screener's context: make it rebuild from the snapshot
     return chosen, probs
 
 

@@ -184,13 +184,8 @@ bool Engine::set_plan(const PlanText & plan) {
     // DECODING.md 3: decode the prefix once on sequence 0 and snapshot that sequence's state.
     llama_memory_clear(mem_, true);
     if (!decode_seq(prefix_, 0, false, nullptr)) return false;
-    size_t size = llama_state_seq_get_size(ctx_, 0);
-    prefix_state_.resize(size);
-    size_t got = llama_state_seq_get_data(ctx_, prefix_state_.data(), size, 0);
-    if (got != size) {
-        return fail("llama_state_seq_get_data copied " + std::to_string(got) + " of " + std::to_string(size) + " bytes");
-    }
-    cached_ = prefix_;
+    kv_.attach(ctx_, mem_);
+    if (!kv_.snapshot(prefix_)) return fail(kv_.error());
     guess_.assign(values_.size(), 0);
     line_cache_.clear();
     return true;
@@ -209,7 +204,7 @@ long Engine::answer_tokens() const {
 }
 
 bool Engine::fail_decode() {
-    cached_.clear();  // the cache may be half-written: the next call rebuilds from the prefix snapshot
+    kv_.reset();  // the cache may be half-written: the next call rebuilds from the prefix snapshot
     return false;
 }
 
@@ -266,27 +261,50 @@ bool Engine::decode_seq(const Tokens & toks, llama_pos start, bool last_logits, 
     return true;
 }
 
-bool Engine::restore_prefix() {
+bool KvCache::snapshot(const Tokens & prefix) {
+    const size_t size = llama_state_seq_get_size(ctx_, 0);
+    snapshot_.resize(size);
+    const size_t got = llama_state_seq_get_data(ctx_, snapshot_.data(), size, 0);
+    if (got != size) {
+        snapshot_.clear();
+        error_ = "llama_state_seq_get_data copied " + std::to_string(got) + " of " + std::to_string(size) + " bytes";
+        return false;
+    }
+    prefix_size_ = prefix.size();
+    tokens_ = prefix;
+    return true;
+}
+
+bool KvCache::restore() {
     // Empty the cache and put the instruction prefix's snapshot back (DECODING.md 3).
+    error_.clear();
     llama_memory_clear(mem_, true);
-    if (llama_state_seq_set_data(ctx_, prefix_state_.data(), prefix_state_.size(), 0) == 0) {
-        return fail("llama_state_seq_set_data failed to restore the instruction prefix");
+    if (llama_state_seq_set_data(ctx_, snapshot_.data(), snapshot_.size(), 0) == 0) {
+        error_ = "llama_state_seq_set_data failed to restore the instruction prefix";
+        return false;
     }
     return true;
 }
 
-int Engine::reuse(const Tokens & full) {
-    // DECODING.md 3: cut sequence 0 to the longest prefix shared with `full` (at least one token
-    // is left to decode, for its logits); a cache that cannot cut there is rebuilt from the snapshot.
-    const size_t n = std::min(cached_.size(), full.size() - 1);
+int KvCache::reuse(const Tokens & full) {
+    // At least one token is left to decode, for its logits.
+    const size_t n = std::min(tokens_.size(), full.size() - 1);
     size_t k = 0;
-    while (k < n && cached_[k] == full[k]) ++k;
-    if (k < prefix_.size() || !llama_memory_seq_rm(mem_, 0, static_cast<llama_pos>(k), -1)) {
-        if (!restore_prefix()) return -1;
-        k = prefix_.size();
+    while (k < n && tokens_[k] == full[k]) ++k;
+    if (k < prefix_size_ || !llama_memory_seq_rm(mem_, 0, static_cast<llama_pos>(k), -1)) {
+        if (!restore()) return -1;
+        k = prefix_size_;
     }
-    cached_.assign(full.begin(), full.begin() + static_cast<long>(k));
+    tokens_.assign(full.begin(), full.begin() + static_cast<long>(k));
     return static_cast<int>(k);
+}
+
+bool KvCache::cut(llama_pos pos, const Redecode & redecode) {
+    tokens_.resize(static_cast<size_t>(pos));
+    if (llama_memory_seq_rm(mem_, 0, pos, -1)) return true;
+    if (!restore()) return false;
+    const Tokens keep(tokens_.begin() + static_cast<long>(prefix_size_), tokens_.end());
+    return redecode(keep, static_cast<llama_pos>(prefix_size_));
 }
 
 bool Engine::score(const std::vector<Tokens> & cands, const std::vector<float> & logits, llama_pos pos,
@@ -372,7 +390,7 @@ bool Engine::score(const std::vector<Tokens> & cands, const std::vector<float> &
 bool Engine::assess(const std::vector<LineText> & input, Result & out) {
     const auto t0 = std::chrono::steady_clock::now();
     const int calls0 = decode_calls_;
-    if (prefix_state_.empty()) return fail("no decode plan installed: call set_plan first");
+    if (!kv_.ready()) return fail("no decode plan installed: call set_plan first");
     if (input.empty()) return fail_input("no turns to assess");
 
     // DECODING.md 2: fit the context, dropping the oldest turns, then the oldest characters.
@@ -409,8 +427,11 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
     full.insert(full.end(), forced_[0].begin(), forced_[0].end());
     const auto t_tok = std::chrono::steady_clock::now();
 
-    const int k = reuse(full);
-    if (k < 0) return fail_decode();
+    const int k = kv_.reuse(full);
+    if (k < 0) {
+        fail(kv_.error());
+        return fail_decode();
+    }
 
     // DECODING.md 4: the new prompt tokens and the guessed answer in one call; from the first
     // value the model does not choose as guessed, cut the rest and decode again from there.
@@ -439,7 +460,7 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
         for (size_t i : wanted) want[i] = true;
         std::vector<std::vector<float>> outs;
         if (!decode(tail, ps, ss, want, outs)) return fail_decode();
-        cached_.insert(cached_.end(), tail.begin(), tail.end());
+        kv_.extend(tail);
         if (first_call) {
             t_prefill = std::chrono::steady_clock::now();
             first_call = false;
@@ -455,12 +476,12 @@ bool Engine::assess(const std::vector<LineText> & input, Result & out) {
             const Tokens & v = values_[f][static_cast<size_t>(best)];
             if (best != guess_[f]) {  // the rest of the batch saw a wrong value: cut it, go on from here
                 ++out.guess_misses;
-                cached_.resize(static_cast<size_t>(pos));
-                if (!llama_memory_seq_rm(mem_, 0, pos, -1)) {
-                    // A cache that cannot cut there (recurrent state): rebuild up to pos from the snapshot.
-                    if (!restore_prefix()) return fail_decode();
-                    const Tokens keep(cached_.begin() + static_cast<long>(prefix_.size()), cached_.end());
-                    if (!decode_seq(keep, static_cast<llama_pos>(prefix_.size()), false, nullptr)) return fail_decode();
+                const auto redecode = [this](const Tokens & keep, llama_pos at) {
+                    return decode_seq(keep, at, false, nullptr);
+                };
+                if (!kv_.cut(pos, redecode)) {
+                    if (!kv_.error().empty()) fail(kv_.error());  // else decode_seq said why
+                    return fail_decode();
                 }
                 seg = v;
                 seg.insert(seg.end(), forced_[f + 1].begin(), forced_[f + 1].end());

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -53,6 +54,41 @@ struct Result {
     bool cut = false;                         // the context fit dropped turns or characters
 };
 
+// What sequence 0 of the KV cache holds, as tokens, kept equal to what it really holds
+// (DECODING.md 3; psyedge.screener.KVCache is the same object): every change to sequence 0 goes
+// through reuse / cut / extend / reset, so the picture cannot drift from the cache. A cache that
+// cannot cut at a position (recurrent state) is rebuilt from the instruction prefix's snapshot.
+class KvCache {
+public:
+    // Re-decodes `tokens` at positions from `start` on sequence 0, logits none (the cut fallback).
+    using Redecode = std::function<bool(const Tokens & tokens, llama_pos start)>;
+
+    void attach(llama_context * ctx, llama_memory_t mem) { ctx_ = ctx; mem_ = mem; }
+    // Snapshot sequence 0 once the prefix is decoded there; false (with `error()`) on failure.
+    bool snapshot(const Tokens & prefix);
+    // Cut to the longest prefix shared with `full`, leaving its last token to decode; returns
+    // where decoding starts, -1 when the snapshot cannot be restored.
+    int reuse(const Tokens & full);
+    // Drop sequence 0 from `pos` on.
+    bool cut(llama_pos pos, const Redecode & redecode);
+    void extend(const Tokens & tokens) { tokens_.insert(tokens_.end(), tokens.begin(), tokens.end()); }
+    // Trust nothing beyond the snapshot: the next `reuse` restores the prefix.
+    void reset() { tokens_.clear(); }
+    bool ready() const { return !snapshot_.empty(); }
+    size_t prefix_size() const { return prefix_size_; }
+    const std::string & error() const { return error_; }
+
+private:
+    bool restore();
+
+    llama_context * ctx_ = nullptr;
+    llama_memory_t mem_ = nullptr;
+    std::vector<uint8_t> snapshot_;
+    size_t prefix_size_ = 0;
+    Tokens tokens_;
+    std::string error_;
+};
+
 class Engine {
 public:
     // Loads the model and creates the context; on failure `error()` says why and `ok()` is false.
@@ -88,8 +124,6 @@ private:
     bool decode(const Tokens & toks, const std::vector<llama_pos> & pos, const std::vector<llama_seq_id> & seq,
                 const std::vector<bool> & want, std::vector<std::vector<float>> & logits);
     bool decode_seq(const Tokens & toks, llama_pos start, bool last_logits, std::vector<float> * logits);
-    int reuse(const Tokens & full);
-    bool restore_prefix();
     bool score(const std::vector<Tokens> & cands, const std::vector<float> & logits, llama_pos pos,
                int & best, std::vector<double> & probs);
     bool fail(const std::string & msg) { error_ = msg; input_error_ = false; return false; }
@@ -115,8 +149,7 @@ private:
     Tokens prefix_, suffix_;
     std::vector<Tokens> forced_;
     std::vector<std::vector<Tokens>> values_;
-    std::vector<uint8_t> prefix_state_;
-    Tokens cached_;
+    KvCache kv_;
     std::vector<int> guess_;  // per field: the value index chosen last time (DECODING.md 4)
     std::unordered_map<std::string, Tokens> line_cache_;
 };

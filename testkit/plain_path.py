@@ -63,13 +63,6 @@ def load_llama(path: str, n_ctx: int, n_threads: int, flash_attn: bool = True) -
                  flash_attn=flash_attn, logits_all=False, verbose=False)
 
 
-def prompt_tokens(screener: Screener, conversation: Any) -> list[int]:
-    """The prompt exactly as the Screener feeds it (segment tokenization, DECODING.md 2)."""
-    _, _, lines, _ = screener._prepare(conversation)
-    plan = screener.token_plan
-    return list(plan.prefix) + [t for ln in lines for t in ln] + list(plan.suffix)
-
-
 def complete(llm: Any, prompt: list[int] | str, grammar: Any, max_tokens: int = 96) -> tuple[str, Any]:
     """Greedy grammar-constrained completion; returns the text and the parsed JSON (or None)."""
     out = llm.create_completion(prompt, grammar=grammar, temperature=0.0, top_k=1, max_tokens=max_tokens,

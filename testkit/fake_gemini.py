@@ -418,7 +418,7 @@ def _batch_resource(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve_forever(port: int = 0, **kwargs: Any) -> None:
-    """`python -m tests.label.fake_gemini`: run a fake server by hand (prints its URL)."""
+    """`python -m testkit.fake_gemini`: run a fake server by hand (prints its URL)."""
     fake = FakeGemini(**kwargs)
     url = fake.start()
     print(url, flush=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.layout import Layout
+
 #: Sentences mixed into the conversations so prompts (and the fake's labels) differ.
 _USER = ["我最近考试压力很大，每天都睡不着。", "室友总是排挤我，我很孤独。",
          "我对学习提不起兴趣，觉得没意义。",
@@ -24,11 +26,11 @@ def write_shards(data_dir: Path, shards: int, per_shard: int, duplicates: int = 
     """Write `input_part_NNNN.jsonl` files; the last `duplicates` records of each shard repeat an
     earlier conversation (dedup must label them once). Returns all ids in order."""
     ids = []
-    lab = data_dir / "labeling"
-    lab.mkdir(parents=True, exist_ok=True)
+    layout = Layout(data_dir)
+    layout.labeling.mkdir(parents=True, exist_ok=True)
     n = 0
     for s in range(shards):
-        with open(lab / f"input_part_{s:04d}.jsonl", "w", encoding="utf-8") as fh:
+        with open(layout.shard(s), "w", encoding="utf-8") as fh:
             for j in range(per_shard):
                 conv_no = n - 1 if j >= per_shard - duplicates else n
                 sid = f"t{s}-{j:03d}"
