@@ -498,7 +498,8 @@ android-test: | $(VENV_OK) ## build the JNI bridge for the host and run the Kotl
 .PHONY: android-arm-test
 android-arm-test: | $(VENV_OK) ## the JNI engine's C++ core on aarch64 (qemu) and x86 vs the Python SDK
 	bash .ci/arm-deps.sh
-	$(MAKE) --no-print-directory -C mobile/android arm-test PY=$(abspath $(PY))
+	$(MAKE) --no-print-directory -C mobile/android arm-test PY=$(abspath $(PY)) \
+	  $(if $(ARM_TUNED),ARM_TUNED=$(abspath $(ARM_TUNED)),)
 
 help:
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
