@@ -149,13 +149,17 @@ class FakeGemini:
     # ---- answering -----------------------------------------------------------------------------
     def _choose(self, key: str, reask: bool) -> tuple[int, str | None]:
         with self.lock:
-            n = self.stats.requests[key]
-            self.stats.requests[key] += 1
-            if not reask:
-                self.stats.first_requests[key] += 1
-            fault = self.faults(key, n, reask) if self.faults else None
-            if fault:
-                self.stats.faults[fault] += 1
+            return self._count(key, reask)
+
+    def _count(self, key: str, reask: bool) -> tuple[int, str | None]:
+        """Count one request for `key` and draw its fault (the caller holds `self.lock`)."""
+        n = self.stats.requests[key]
+        self.stats.requests[key] += 1
+        if not reask:
+            self.stats.first_requests[key] += 1
+        fault = self.faults(key, n, reask) if self.faults else None
+        if fault:
+            self.stats.faults[fault] += 1
         return n, fault
 
     def answer(self, contents: list[dict[str, Any]], model: str, fault: str | None,
@@ -382,14 +386,7 @@ def _run_batch(fake: FakeGemini, job: dict[str, Any]) -> list[dict[str, Any]]:
         req = item["request"]
         contents = req.get("contents", [])
         key = prompt_key(contents[0]["parts"][0]["text"])
-        reask = len(contents) > 1
-        n = fake.stats.requests[key]
-        fake.stats.requests[key] += 1
-        if not reask:
-            fake.stats.first_requests[key] += 1
-        fault = fake.faults(key, n, reask) if fake.faults else None
-        if fault:
-            fake.stats.faults[fault] += 1
+        _, fault = fake._count(key, len(contents) > 1)
         if fault in HTTP_FAULTS:
             out.append({"error": {"code": 13, "message": f"injected row fault {fault}"},
                         "metadata": item.get("metadata")})
