@@ -9,7 +9,15 @@ Names changed in summary version 2 (the SDK figures are measured in-process now)
 rows `latency.<case> e2e.psyedge|plain|plain_gbnf` and their `ratio_*_over_psyedge` became
 `latency.<case>.e2e.psyedge` and `latency.<case>.e2e.peer.<peer>[.ratio_over_psyedge]` (peers:
 json_schema, gbnf, chat_json, outlines, all measured interleaved with psyedge), and
-`e2e.plain_<grammar>.schema_validity` became `e2e.peer.<peer>.schema_validity`.
+`e2e.plain_<grammar>.schema_validity` became `e2e.peer.<peer>.schema_validity`; `latency.<case>
+e2e, every guess wrong.psyedge` and its `ratio_plain_json_schema_over_psyedge` became
+`latency.<case>.e2e.every_guess_wrong.psyedge` and `...every_guess_wrong.peer.<peer>.ratio_over_psyedge`
+(the peer's interleaved median over psyedge's worst case), `latency.<case> prefill only.psyedge`
+became `latency.<case>.prefill_only`, and `latency.<case> session +1 turn of N tokens (...).psyedge`
+became `latency.<case>.session.reassess` (N of the headline size) and
+`latency.<case>.session.turn_<N>tok.reassess` (each size), with the turn's prefill and the floor
+beside them (`turn_prefill_only`, `floor`). Peers now also run at every prompt size of the model
+under test (the two grammar peers beyond the first size: the others take seconds an answer).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ UNITS: dict[str, str] = {
     "latency.{case}.e2e.peer.{peer}.ratio_over_psyedge": "ratio",
     "latency.{case}.e2e.peer.{peer}.schema_validity": "fraction",
     "latency.{case}.e2e.peer.{peer}": "ms (median)",
+    "latency.{case}.e2e.every_guess_wrong.peer.{peer}.ratio_over_psyedge": "ratio",
     "latency.{case}.e2e.every_guess_wrong.assess_over_prefill_only": "ratio",
     "latency.{case}.e2e.every_guess_wrong.decode_calls": "calls",
     "latency.{case}.e2e.every_guess_wrong.psyedge": "ms (median)",
@@ -61,6 +70,10 @@ UNITS: dict[str, str] = {
     "latency.{case}.answer_decode_est": "ms",
     "latency.{case}.session.turn_{n}tok.reassess_over_turn_prefill": "ratio",
     "latency.{case}.session.turn_{n}tok.floor_over_turn_prefill": "ratio",
+    "latency.{case}.session.turn_{n}tok.{what}": "ms (median)",
+    "latency.{case}.session.reassess": "ms (median)",
+    "latency.{case}.session.turn_prefill_only": "ms (median)",
+    "latency.{case}.session.floor": "ms (median)",
     "latency.{case}.session.reassess_over_turn_prefill": "ratio",
     "latency.{case}.session.floor_over_turn_prefill": "ratio",
     "bench_{file}.{label}.{key}": BY_SUFFIX,
@@ -143,6 +156,9 @@ SDK_FIGURES: dict[str, str] = {
     "prefill_only_ms": "prefill_only",
     "session_over_turn_prefill": "session.reassess_over_turn_prefill",
     "session_floor_over_turn_prefill": "session.floor_over_turn_prefill",
+    "session_reassess_ms": "session.reassess",
+    "turn_prefill_only_ms": "session.turn_prefill_only",
+    "session_floor_ms": "session.floor",
 }
 
 
@@ -166,6 +182,12 @@ def sdk_figures(ctx: Context, cases: Mapping[str, Mapping[str, Any]]) -> list[di
                 out.append(figure(ctx, f"{stem}.ratio_over_psyedge", peer["ratio"], **common, **info,
                                   min_round_ratio=peer["min_round_ratio"]))
                 out.append(figure(ctx, f"{stem}.schema_validity", peer["validity"], **common))
+                worst = rec.get("psyedge_worst_ms")
+                if metrics.is_number(worst) and worst:
+                    # The peer's median does not depend on psyedge's guesses: against the worst case.
+                    wname = f"latency.{name}.e2e.every_guess_wrong.peer.{key.removeprefix('peer_')}"
+                    out.append(figure(ctx, f"{wname}.ratio_over_psyedge", peer["ms"] / worst, **common,
+                                      rounds=rec.get("peers_rounds")))
         if metrics.is_number(rec.get("prefill_only_ms")) and rec.get("new_tokens"):
             out.append(figure(ctx, f"latency.{name}.prefill_tokens_per_s",
                               rec["new_tokens"] / rec["prefill_only_ms"] * 1000, **common,
@@ -175,13 +197,15 @@ def sdk_figures(ctx: Context, cases: Mapping[str, Mapping[str, Any]]) -> list[di
                                   rec["psyedge_assess_ms"] - rec["prefill_only_ms"], **common,
                                   decode_calls=rec.get("psyedge_decode_calls")))
         sizes = rec.get("session_by_turn") or {}
-        for row in sorted(sizes.values() if len(sizes) > 1 else [], key=lambda r: r["turn_tokens"]):
+        rows = [r for r in sizes.values() if metrics.is_number(r.get("reassess_ms"))]
+        for row in sorted(rows if len(sizes) > 1 else [], key=lambda r: r["turn_tokens"]):
             # One size is the headline figure above already; several get one figure each.
-            for key in ("reassess_over_turn_prefill", "floor_over_turn_prefill"):
+            for key in ("reassess_over_turn_prefill", "floor_over_turn_prefill", "reassess_ms",
+                        "turn_ms", "floor_ms"):
                 if metrics.is_number(row.get(key)):
-                    out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok.{key}",
-                                      row[key], **common, turn_tokens=row["turn_tokens"],
-                                      decode_calls=row.get("decode_calls")))
+                    out.append(figure(ctx, f"latency.{name}.session.turn_{row['turn_tokens']}tok."
+                                      f"{key.removesuffix('_ms')}", row[key], **common,
+                                      turn_tokens=row["turn_tokens"], decode_calls=row.get("decode_calls")))
     return out
 
 

@@ -48,6 +48,8 @@ SESSION_TURN_TOKENS = (33, 23, 61, 120)
 #: Prompt sizes (new tokens after the cached instruction prefix) for the model under test.
 MODEL_PROMPT_TOKENS = (100, 500, 1500)
 MEASURES = ("psyedge", "psyedge:worst", "peers", "prefill", f"session@{SESSION_TURN_TOKENS[0]}")
+#: The peers measured at every prompt size of the model under test.
+GRAMMAR_PEERS = ("json_schema", "gbnf")
 #: The Gemma case measures the session at every size.
 GEMMA_MEASURES = (*MEASURES, *(f"session@{n}" for n in SESSION_TURN_TOKENS[1:]))
 
@@ -323,8 +325,11 @@ def measure_model(model: Path, template: str | None, threads: int, rounds: int,
     for i, size in enumerate(sizes):
         case = Case.open(f"model-{size}tok", model, template, size, rounds, threads)
         try:
-            # The peers generate every answer token by token (seconds each): the first size only.
-            for what in (m for m in measures if i == 0 or not m.startswith("peers")):
+            for what in measures:
+                if i and what == "peers":
+                    # Beyond the first size the grammar peers only: chat_json and Outlines take
+                    # seconds an answer at long prompts, and their ratio is shown at the first.
+                    what = f"peers:{','.join(GRAMMAR_PEERS)}"
                 measure(case, what)
         finally:
             case.close()

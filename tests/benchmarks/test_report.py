@@ -59,7 +59,7 @@ def test_run_pytest_benchmark_reads_stage_rows(bench_json: dict[str, Any]) -> No
 SDK_CASES: dict[str, Any] = {"model": {
     "model": "/x/models/tiny/model-Q4_K_M.gguf", "threads": 2, "prefix_tokens": 200, "new_tokens": 100,
     "psyedge_assess_ms": 30.0, "prefill_only_ms": 20.0, "psyedge_decode_calls": 1, "total_over_prefill": 1.5,
-    "peers_rounds": 5, "peers_psyedge_ms": 31.0,
+    "peers_rounds": 5, "peers_psyedge_ms": 31.0, "psyedge_worst_ms": 62.0, "session_reassess_ms": 14.0,
     "peer_json_schema": {"label": "x", "ms": 310.0, "ratio": 10.0, "min_round_ratio": 9.0, "validity": 0.8,
                          "setup_ms": 1.0, "example_output": "{}"},
     "peer_outlines": {"label": "y", "ms": 620.0, "ratio": 20.0, "min_round_ratio": 18.0, "validity": 1.0,
@@ -85,6 +85,12 @@ def test_sdk_figures_carry_the_cases_model_and_threads() -> None:
     assert figs["latency.model.e2e.peer.outlines.schema_validity"]["unit"] == "fraction"
     assert figs["latency.model.e2e.peer.outlines"]["unit"] == "ms (median)"
     assert "latency.model.e2e.peer.gbnf" not in figs  # not measured, not invented
+    # The figures the version-1 report had under other names (figures.py's docstring lists them).
+    worst = figs["latency.model.e2e.every_guess_wrong.peer.json_schema.ratio_over_psyedge"]
+    assert (worst["value"], worst["unit"]) == (pytest.approx(5.0), "ratio")
+    assert figs["latency.model.session.reassess"]["unit"] == "ms (median)"
+    assert figs["latency.model.session.turn_61tok.reassess"]["value"] == 14.0
+    assert figs["latency.model.session.turn_61tok.turn"]["unit"] == "ms (median)"
 
 
 def test_a_figure_name_outside_the_table_is_an_error() -> None:
