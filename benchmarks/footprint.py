@@ -52,12 +52,14 @@ def median_dialogues(root: Path, k: int = K_DIALOGUES) -> tuple[list[list[dict[s
 
 
 def footprint(model: Path, root: Path, threads: int, k: int = K_DIALOGUES,
-              template: str | None = None) -> dict[str, Any]:
-    """Size, peak RSS and per-dialogue latency; `template` only for a GGUF without psyedge metadata."""
+              template: str | None = None, adapter: Path | None = None) -> dict[str, Any]:
+    """Size (model + adapter), peak RSS and per-dialogue latency; `template` only for a GGUF
+    without psyedge metadata."""
     convs, chosen = median_dialogues(root, k)
-    mem = measure(model, convs, n=len(convs), template=template, threads=threads)
+    mem = measure(model, convs, n=len(convs), template=template, threads=threads, adapter=adapter)
     ms = mem["assess_ms"]
-    return {"model": str(model), "file_bytes": mem["file_bytes"],
+    return {"model": str(model), "adapter": str(adapter) if adapter else None,
+            "file_bytes": mem["file_bytes"],
             "peak_rss_bytes": mem["peak_rss_bytes"], "load_s": mem["load_s"],
             "assess_ms": ms, "p50_assess_ms": statistics.median(ms), "max_assess_ms": max(ms),
             "prompt_tokens": mem["prompt_tokens"], "threads": mem["threads"] or threads,
@@ -67,8 +69,9 @@ def footprint(model: Path, root: Path, threads: int, k: int = K_DIALOGUES,
 def markdown(r: dict[str, Any]) -> str:
     toks = sorted(r["prompt_tokens"])
     return "\n".join([
-        f"# Footprint of {Path(r['model']).name}", "",
-        "| file size | peak RSS | load | p50 assess | max assess | prompt tokens (median) |",
+        f"# Footprint of {Path(r['model']).name}"
+        + (f" + {Path(r['adapter']).name}" if r.get("adapter") else ""), "",
+        "| file size (+ adapter) | peak RSS | load | p50 assess | max assess | prompt tokens (median) |",
         "|---|---|---|---|---|---|",
         f"| {r['file_bytes'] / 2**20:.0f} MiB | {r['peak_rss_bytes'] / 2**20:.0f} MiB | "
         f"{r['load_s']:.1f} s | {r['p50_assess_ms']:.0f} ms | {r['max_assess_ms']:.0f} ms | "
@@ -86,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-k", type=int, default=K_DIALOGUES)
     ap.add_argument("--template", help="for a GGUF without psyedge metadata (e.g. raw)")
+    ap.add_argument("--adapter", type=Path, help="LoRA adapter GGUF applied on --model")
     args = ap.parse_args(argv)
     try:
-        result = footprint(args.model, args.cpsycound, args.threads, args.k, args.template)
+        result = footprint(args.model, args.cpsycound, args.threads, args.k, args.template,
+                           args.adapter)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"footprint: {exc}", file=sys.stderr)
         return 1

@@ -8,7 +8,8 @@
 
 Hops, in chain order: the untrained base zero-shot (the release GGUF, same prompt and plan), the
 merged checkpoint in PyTorch (`training.plan_torch`: the Screener's plan, each field's allowed
-values scored), the f16 GGUF and each `--quant` file through the SDK Screener, and the Android
+values scored), the f16 GGUF and each `--quant` file through the SDK Screener, the release base GGUF with the
+LoRA adapter GGUF applied at run time (`--adapter`, compared with PyTorch), and the Android
 engine's C++ core (`psyedge_driver`, the code the JNI bridge runs) on the `--android-quant` file
 (the first `--quant` by default), compared with the SDK on that same file. A hop whose input is
 not given is reported absent, with the reason.
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 LADDER_JSON, LADDER_MD, LADDER_PNG = "ladder.json", "ladder.md", "ladder.png"
 #: The hop every later one is also compared with: the model as trained, before conversion.
 REFERENCE_HOP = "fine-tuned (PyTorch)"
+#: The base GGUF as released (Q4_K_M for Gemma) with the LoRA adapter GGUF applied at run time.
+ADAPTER_HOP = "base GGUF + LoRA GGUF"
+#: `--android-quant lora`: the Android hop runs ADAPTER_HOP's files.
+LORA = "lora"
 
 #: One hop's answer for one row: labels (schema values) and per-field value probabilities.
 Answer = dict[str, Any]
@@ -73,7 +78,8 @@ def conversation(row: RiskRow) -> list[dict[str, str]]:
 
 
 # ---- scorers ---------------------------------------------------------------------------------
-def screener_scorer(gguf: Path, template: str | None, threads: int) -> Scorer:
+def screener_scorer(gguf: Path, template: str | None, threads: int,
+                    adapter: Path | None = None) -> Scorer:
     """The SDK Screener with the lexicon off (the ladder adds the lexicon itself, for every hop)."""
 
     def run(rows: Sequence[RiskRow]) -> list[Answer]:
@@ -82,8 +88,9 @@ def screener_scorer(gguf: Path, template: str | None, threads: int) -> Scorer:
         from psyedge.screener import Screener
 
         out = []
-        with Screener(gguf, template=template, lexicon=False, n_threads=threads) as s:
-            for r in tqdm(rows, desc=f"screener {gguf.name}", unit="text"):
+        name = gguf.name + (f" + {adapter.name}" if adapter else "")
+        with Screener(gguf, template=template, lexicon=False, n_threads=threads, adapter=adapter) as s:
+            for r in tqdm(rows, desc=f"screener {name}", unit="text"):
                 a = s.assess(conversation(r))
                 out.append({"labels": a.labels.to_dict(), "probabilities": a.probabilities})
         return out
@@ -109,7 +116,8 @@ def torch_scorer(merged: Path, template: str) -> Scorer:
     return run
 
 
-def driver_scorer(driver: Path, gguf: Path, template: str, threads: int) -> Scorer:
+def driver_scorer(driver: Path, gguf: Path, template: str, threads: int,
+                  adapter: Path | None = None) -> Scorer:
     """The Android engine's C++ core (`psyedge_driver`) on the cases document the SDK writes."""
 
     def run(rows: Sequence[RiskRow]) -> list[Answer]:
@@ -120,8 +128,9 @@ def driver_scorer(driver: Path, gguf: Path, template: str, threads: int) -> Scor
         with tempfile.TemporaryDirectory() as tmp:
             cases = Path(tmp) / "cases.json"
             cases.write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+            extra = ["--adapter", str(adapter)] if adapter else []
             proc = subprocess.run([str(driver), "--model", str(gguf), "--cases", str(cases),
-                                   "--threads", str(threads)], capture_output=True, text=True)
+                                   "--threads", str(threads), *extra], capture_output=True, text=True)
         lines = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
         if proc.returncode != 0 or any("error" in x for x in lines):
             raise RuntimeError(f"{driver} failed ({proc.returncode}): {proc.stdout[-500:]}"
@@ -359,17 +368,35 @@ def build_hops(args: argparse.Namespace) -> tuple[list[Hop], dict[str, str]]:
         if hops and hops[-1].name == f"{qtype} GGUF" and args.f16 is not None and args.f16.exists():
             # Each quant type is made from the f16 file: compare with it, not with another type.
             hops[-1] = Hop(hops[-1].name, hops[-1].source, hops[-1].scorer, previous="f16 GGUF")
+    if args.adapter is not None and args.base_gguf is not None:
+        # The fine-tune unquantized on the base file it was trained against (convert.lora_gguf).
+        base = args.base_gguf
+        want(ADAPTER_HOP, args.adapter,
+             lambda p: screener_scorer(base, args.template, args.threads, adapter=p))
+        if hops[-1].name == ADAPTER_HOP:
+            ref = REFERENCE_HOP if any(h.name == REFERENCE_HOP for h in hops) else None
+            hops[-1] = Hop(ADAPTER_HOP, args.adapter, hops[-1].scorer, previous=ref, also_reads=(base,))
+    elif args.adapter is not None:
+        absent[ADAPTER_HOP] = "--adapter needs --base-gguf (the base it is applied on)"
     ship = args.android_quant or next(iter(quants), None)
+    # What the Android hop runs: a --quant file, or (`lora`) the base GGUF with the adapter.
+    target = (ADAPTER_HOP, args.base_gguf, args.adapter) if ship == LORA else (
+        f"{ship} GGUF", quants.get(ship or ""), None)
     if args.driver is None or ship is None:
         absent["Android engine"] = "no --driver (or no --quant) given"
-    elif f"{ship} GGUF" not in {h.name for h in hops}:
-        absent["Android engine"] = f"--android-quant {ship}: no such --quant hop"
+    elif target[0] not in {h.name for h in hops} or target[1] is None:
+        absent["Android engine"] = (f"--android-quant {ship}: no adapter hop (needs --adapter and "
+                                    "--base-gguf)" if ship == LORA else
+                                    f"--android-quant {ship}: no such --quant hop")
     else:
+        name, gguf, adapter = target
+        assert gguf is not None
         want("Android engine", args.driver,
-             lambda p: driver_scorer(p, quants[ship], args.template, args.threads))
+             lambda p: driver_scorer(p, gguf, args.template, args.threads, adapter))
         if hops[-1].name == "Android engine":
-            hops[-1] = Hop(hops[-1].name, hops[-1].source, hops[-1].scorer, previous=f"{ship} GGUF",
-                           also_reads=(quants[ship],))
+            reads = (gguf, adapter) if adapter else (gguf,)
+            hops[-1] = Hop(hops[-1].name, hops[-1].source, hops[-1].scorer, previous=name,
+                           also_reads=reads)
     return hops, absent
 
 
@@ -391,9 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--f16", type=Path)
     ap.add_argument("--quant", action="append", default=[], metavar="TYPE=PATH",
                     help="a quantized GGUF of the merged model (repeatable)")
+    ap.add_argument("--adapter", type=Path,
+                    help="the LoRA adapter GGUF (make lora-gguf), scored on --base-gguf")
     ap.add_argument("--driver", type=Path, help="psyedge_driver built for this machine")
     ap.add_argument("--android-quant", metavar="TYPE",
-                    help="the --quant file the Android hop runs (default: the first)")
+                    help="the --quant file the Android hop runs (default: the first; "
+                         "`lora`: --base-gguf with --adapter)")
     ap.add_argument("--template", default="raw", help="chat template of the model (default raw)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)

@@ -56,16 +56,17 @@ def _snapshot() -> dict[str, int | None]:
 
 
 def open_screener(model: str | os.PathLike[str], template: str | None = None,
-                  threads: int | None = None) -> Any:
+                  threads: int | None = None, adapter: str | os.PathLike[str] | None = None) -> Any:
     """A Screener with the lexicon on (the accuracy run reads the model's own flag and the
     netted one); `threads=None` leaves the SDK's default."""
     from psyedge import Screener
 
-    return Screener(str(model), template=template, n_threads=threads or 0, lexicon=True)
+    return Screener(str(model), template=template, n_threads=threads or 0, lexicon=True,
+                    adapter=adapter)
 
 
 def worker(model: Path, conversations: Path, n: int, template: str | None,
-           threads: int | None) -> dict[str, Any]:
+           threads: int | None, adapter: Path | None = None) -> dict[str, Any]:
     """Run in the child: import, load, assess `n` conversations; return RSS at each stage."""
     convs = [json.loads(line) for line in conversations.read_text(encoding="utf-8").splitlines()
              if line.strip()]
@@ -77,7 +78,7 @@ def worker(model: Path, conversations: Path, n: int, template: str | None,
 
     stages = {"import": _snapshot()}
     t0 = time.perf_counter()
-    screener = open_screener(model, template, threads)
+    screener = open_screener(model, template, threads, adapter)
     load_s = time.perf_counter() - t0
     stages["load"] = _snapshot()
     t0 = time.perf_counter()
@@ -95,7 +96,7 @@ def worker(model: Path, conversations: Path, n: int, template: str | None,
 
 def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int = N_CONVERSATIONS,
             template: str | None = None, threads: int | None = None,
-            timeout_s: float = 600) -> dict[str, Any]:
+            timeout_s: float = 600, adapter: Path | None = None) -> dict[str, Any]:
     """Run the child on `model`; return its peak RSS (kernel), its stage snapshots and the file size."""
     model = Path(model)
     if not model.is_file():
@@ -110,6 +111,8 @@ def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int =
             cmd += ["--template", template]
         if threads:
             cmd += ["--threads", str(threads)]
+        if adapter:
+            cmd += ["--adapter", str(adapter)]
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ,
                "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
@@ -141,7 +144,7 @@ def measure(model: Path, conversations: Sequence[list[dict[str, str]]], n: int =
     child = json.loads(lines[-1][len(_MARK):])
     # ru_maxrss is KiB on Linux, bytes on macOS.
     peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    size = model.stat().st_size
+    size = model.stat().st_size + (Path(adapter).stat().st_size if adapter else 0)
     return {"model": model.name, "file_bytes": size, "peak_rss_bytes": peak,
             "peak_over_file": peak / size if size else None, "wall_s": wall, **child}
 
@@ -154,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=N_CONVERSATIONS)
     ap.add_argument("--template")
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--adapter", type=Path)
     args = ap.parse_args(argv)
-    result = worker(args.model, args.conversations, args.n, args.template, args.threads)
+    result = worker(args.model, args.conversations, args.n, args.template, args.threads, args.adapter)
     print(_MARK + json.dumps(result), flush=True)
     return 0
 

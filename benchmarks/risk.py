@@ -65,7 +65,8 @@ def rules_predictor() -> tuple[Callable[[str], str] | None, str]:
     return via_rules, "pipeline.labeling.providers.rules.rule_labels"
 
 
-def model_predictions(model: Path, template: str | None, rows: Sequence[RiskRow]) -> dict[str, list[Any]]:
+def model_predictions(model: Path, template: str | None, rows: Sequence[RiskRow],
+                      adapter: Path | None = None) -> dict[str, list[Any]]:
     """Screen every text once with the safety net on; the Assessment also keeps the model's own
     flag, so "model" and "model+lexicon" come from the same forward passes."""
     from tqdm import tqdm
@@ -75,7 +76,7 @@ def model_predictions(model: Path, template: str | None, rows: Sequence[RiskRow]
     off: list[str] = []
     on: list[str] = []
     p_suicidal: list[float] = []
-    with Screener(model, template=template, lexicon=True) as screener:
+    with Screener(model, template=template, lexicon=True, adapter=adapter) as screener:
         for r in tqdm(rows, desc="screening", unit="text"):
             a = screener.assess([{"role": "user", "text": r.text}])
             off.append(a.model_risk_flag)
@@ -124,7 +125,8 @@ def lexicon_errors(rows: Sequence[RiskRow], preds: Sequence[str], subset: str) -
     return out
 
 
-def run(data: Path, out: Path, model: Path | None = None, template: str | None = None) -> dict[str, Any]:
+def run(data: Path, out: Path, model: Path | None = None, template: str | None = None,
+        adapter: Path | None = None) -> dict[str, Any]:
     """Score every predictor, write risk.json, the lexicon error JSONL and the PR plot; return the report."""
     from pipeline.io import atomic_write_json, write_jsonl
 
@@ -157,7 +159,7 @@ def run(data: Path, out: Path, model: Path | None = None, template: str | None =
     curves: dict[str, list[dict[str, Any]]] = {}
     if model is not None:
         everything = subsets["non_synthetic"] + subsets["synthetic"]
-        res_all = model_predictions(model, template, everything)
+        res_all = model_predictions(model, template, everything, adapter)
         n_ns = len(subsets["non_synthetic"])
         for subset in ("non_synthetic", "synthetic"):
             sl = slice(0, n_ns) if subset == "non_synthetic" else slice(n_ns, None)
@@ -203,6 +205,7 @@ def run(data: Path, out: Path, model: Path | None = None, template: str | None =
                     "rules": len(lex.rules)},
         "rules": rules_note,
         "model": str(model) if model else None,
+        "adapter": str(adapter) if adapter else None,
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -259,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder for risk.json, the JSONL and the PNG")
     parser.add_argument("--model", type=Path, help="GGUF to score with psyedge.Screener (optional)")
     parser.add_argument("--template", help="chat template (default: the GGUF's psyedge.template key)")
+    parser.add_argument("--adapter", type=Path, help="LoRA adapter GGUF applied on --model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.model is not None and not args.model.is_file():
@@ -266,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        report = run(args.data, args.out, args.model, args.template)
+        report = run(args.data, args.out, args.model, args.template, args.adapter)
     except (RiskDataError, LexiconError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -66,7 +66,7 @@ def test_quant_hops_come_from_type_path_pairs(tmp_path: Path) -> None:
         (tmp_path / name).write_text(name)
     args = argparse.Namespace(base_gguf=None, merged=None, f16=None, template="raw", threads=2,
                               quant=[f"Q4_K_M={tmp_path / 'q4.gguf'}", f"Q8_0={tmp_path / 'q8.gguf'}"],
-                              driver=tmp_path / "driver", android_quant="Q8_0")
+                              driver=tmp_path / "driver", android_quant="Q8_0", adapter=None)
     hops, absent = build_hops(args)
     assert [h.name for h in hops] == ["Q4_K_M GGUF", "Q8_0 GGUF", "Android engine"]
     assert hops[-1].previous == "Q8_0 GGUF" and "base zero-shot" in absent
@@ -77,6 +77,33 @@ def test_quant_hops_come_from_type_path_pairs(tmp_path: Path) -> None:
     assert "no such --quant hop" in build_hops(args)[1]["Android engine"]
     with pytest.raises(SystemExit, match="expected TYPE=PATH"):
         parse_quant("models/x.gguf")
+
+
+def test_the_adapter_hop_runs_on_the_base_and_is_held_to_pytorch(tmp_path: Path) -> None:
+    import argparse
+
+    from benchmarks.ladder import ADAPTER_HOP, build_hops
+
+    for name in ("base.gguf", "merged", "q8.gguf", "adapter.gguf", "driver"):
+        (tmp_path / name).write_text(name)
+    args = argparse.Namespace(base_gguf=tmp_path / "base.gguf", merged=tmp_path / "merged", f16=None,
+                              template="raw", threads=2, quant=[f"Q8_0={tmp_path / 'q8.gguf'}"],
+                              driver=tmp_path / "driver", android_quant="lora",
+                              adapter=tmp_path / "adapter.gguf")
+    hops, absent = build_hops(args)
+    by_name = {h.name: h for h in hops}
+    assert [h.name for h in hops] == ["base zero-shot", REFERENCE_HOP, "Q8_0 GGUF", ADAPTER_HOP,
+                                      "Android engine"]
+    # Compared with the model as trained, not with the Q8_0 file before it; cached on both files.
+    assert by_name[ADAPTER_HOP].previous == REFERENCE_HOP
+    assert by_name[ADAPTER_HOP].also_reads == (tmp_path / "base.gguf",)
+    android = by_name["Android engine"]
+    assert android.previous == ADAPTER_HOP
+    assert android.also_reads == (tmp_path / "base.gguf", tmp_path / "adapter.gguf")
+    args.base_gguf = None
+    hops, absent = build_hops(args)
+    assert "needs --base-gguf" in absent[ADAPTER_HOP]
+    assert "no adapter hop" in absent["Android engine"]
 
 
 def test_a_hop_is_rescored_when_any_input_changes(tmp_path: Path) -> None:

@@ -101,3 +101,26 @@ def test_the_q4_k_m_screens_held_out_text_with_the_raw_template(chain: dict) -> 
             result = screener.assess([{"role": "user", "text": text}])
             validate(result.labels.to_dict())
             assert sum(result.probabilities["risk_flag"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_adapter_gguf_rides_on_the_release_q4_k_m(chain: dict, gemma_base: Path,
+                                                      gemma_release: Path) -> None:
+    """What `make demo-real` ships: the release Q4_K_M with the adapter applied at run time.
+
+    The adapter names the template itself (the release file has no psyedge.* keys), and its 63
+    weights (the last 9 layers x 7 projections) all load onto the release's tensors.
+    """
+    import gguf
+
+    from convert.lora_gguf import convert_adapter
+    from psyedge.screener import Screener
+
+    adapter = convert_adapter(chain["out"] / "adapter", gemma_base, chain["out"] / "adapter-f32.gguf")
+    layers = load_config(profile_path("gemma-cpu")).lora_layers
+    assert adapter.n_weights == layers * 7 and adapter.rank == 16
+    names = {t.name for t in gguf.GGUFReader(adapter.path).tensors}
+    assert "blk.17.attn_output.weight.lora_a" in names and "blk.0.attn_q.weight.lora_a" not in names
+    text = next(r.text for r in chain["rows"] if r.idx in chain["held"])
+    with Screener(gemma_release, n_ctx=1024, lexicon=False, adapter=adapter.path) as screener:
+        assert screener.template.name == "raw"
+        validate(screener.assess([{"role": "user", "text": text}]).labels.to_dict())

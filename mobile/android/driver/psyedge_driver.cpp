@@ -1,6 +1,6 @@
 // psyedge_driver: the JNI engine's C++ core (psyedge::Engine) run from the command line.
 //
-//   psyedge_driver --model M.gguf --cases CASES.json [--threads N]
+//   psyedge_driver --model M.gguf --cases CASES.json [--threads N] [--adapter A.gguf]
 //
 // CASES.json (written by tools/arm_cases.py from the Python SDK) holds the context settings, the
 // decode plan as text (what PsyEdge.kt passes to nativeSetPlan) and the conversations as
@@ -41,7 +41,7 @@ int fail(const std::string & msg) {
 }
 
 struct Args {
-    std::string model, cases;
+    std::string model, cases, adapter;
     int threads = 0;  // 0: the cases file's value
 };
 
@@ -57,6 +57,8 @@ bool parse_args(int argc, char ** argv, Args & a, std::string & err) {
             a.model = v;
         } else if (k == "--cases") {
             a.cases = v;
+        } else if (k == "--adapter") {
+            a.adapter = v;
         } else if (k == "--threads") {
             a.threads = std::atoi(v.c_str());
         } else {
@@ -65,7 +67,7 @@ bool parse_args(int argc, char ** argv, Args & a, std::string & err) {
         }
     }
     if (a.model.empty() || a.cases.empty()) {
-        err = "usage: psyedge_driver --model M.gguf --cases CASES.json [--threads N]";
+        err = "usage: psyedge_driver --model M.gguf --cases CASES.json [--threads N] [--adapter A.gguf]";
     }
     return err.empty();
 }
@@ -95,6 +97,7 @@ int main(int argc, char ** argv) {
         config.n_ubatch = cfg.at("n_ubatch").get<int>();
         config.answer_slack = cfg.at("answer_slack").get<int>();
         config.n_seq_max = cfg.at("n_seq_max").get<int>();
+        config.adapter = args.adapter;
 
         llama_log_set(log_callback, nullptr);
         llama_backend_init();

@@ -94,7 +94,7 @@ def template_of(spec: dict[str, Any]) -> str:
     """The golden's template, else the GGUF's psyedge.template (what PsyEdge.load resolves)."""
     if spec.get("template"):
         return str(spec["template"])
-    eng = Engine(spec["path"], EngineConfig(n_ctx=256, n_threads=1))
+    eng = Engine(spec["path"], EngineConfig(n_ctx=256, n_threads=1), adapter=spec.get("adapter"))
     try:
         name = eng.meta("psyedge.template")
     finally:
@@ -122,6 +122,7 @@ def cases_document(spec: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str
         )
     return {
         "model": spec["path"],
+        "adapter": spec.get("adapter"),
         "config": {
             "n_ctx": spec["n_ctx"],
             "threads": spec["threads"],
@@ -157,6 +158,7 @@ def reorder_spread(spec: dict[str, Any], rows: list[dict[str, Any]], threads: in
         n_ctx=spec["n_ctx"],
         n_threads=threads,
         flash_attn=False,
+        adapter=spec.get("adapter"),
     ) as s:
         for row in rows:
             got = s.assess(row["conversation"]).probabilities

@@ -97,6 +97,7 @@ def run_driver(
         str(cases),
         "--threads",
         str(threads),
+        *(["--adapter", doc["adapter"]] if doc.get("adapter") else []),
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

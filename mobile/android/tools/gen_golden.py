@@ -128,7 +128,8 @@ def lexicon_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def build_models(out: Path, wanted: list[str], tuned: Path | None = None) -> dict[str, dict[str, Any]]:
+def build_models(out: Path, wanted: list[str], tuned: Path | None = None,
+                 tuned_adapter: Path | None = None) -> dict[str, dict[str, Any]]:
     """Create or find each model (and `tuned` when given); returns name -> {path, template, n_ctx}."""
     specs: dict[str, dict[str, Any]] = {}
     models = out / "models"
@@ -174,6 +175,10 @@ def build_models(out: Path, wanted: list[str], tuned: Path | None = None) -> dic
         if not tuned.is_file():
             raise SystemExit(f"--tuned {tuned}: no such GGUF (make demo-real writes one)")
         specs["tuned"] = {"path": str(tuned.resolve()), "template": None, "n_ctx": 4096, "cases": GEMMA_CASES}
+        if tuned_adapter is not None:
+            if not tuned_adapter.is_file():
+                raise SystemExit(f"--tuned-adapter {tuned_adapter}: no such file (make lora-gguf writes one)")
+            specs["tuned"]["adapter"] = str(tuned_adapter.resolve())
     return specs
 
 
@@ -186,7 +191,8 @@ def parity_rows(spec: dict[str, Any], threads: int) -> list[dict[str, Any]]:
     """Screener results in replay order: each valid fixture, then the session growing turn by turn."""
     rows = []
     only = spec.get("cases")
-    with Screener(spec["path"], template=spec["template"], n_ctx=spec["n_ctx"], n_threads=threads) as s:
+    with Screener(spec["path"], template=spec["template"], n_ctx=spec["n_ctx"], n_threads=threads,
+                  adapter=spec.get("adapter")) as s:
         cases = [(cid, conv) for cid, conv in VALID if only is None or cid in only]
         cases += [(f"session-{i}", SESSION[:i]) for i in range(1, len(SESSION) + 1)]
         session = s.session()  # the session-* rows grow one Session turn by turn (ParityTest does too)
@@ -221,9 +227,10 @@ def fingerprint(spec: dict[str, Any]) -> str:
             h.update(path.relative_to(pkg).as_posix().encode() + b"\0" + path.read_bytes())
     for path in (Path(__file__), Path(__file__).with_name("fixtures.py")):
         h.update(path.read_bytes())
-    model = Path(spec["path"])
-    h.update(json.dumps([importlib.metadata.version("llama_cpp_python"), str(model), model.stat().st_size,
-                         model.stat().st_mtime_ns, {k: v for k, v in spec.items() if k != "fingerprint"}],
+    files = [Path(spec["path"])] + ([Path(spec["adapter"])] if spec.get("adapter") else [])
+    h.update(json.dumps([importlib.metadata.version("llama_cpp_python"),
+                         [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+                         {k: v for k, v in spec.items() if k != "fingerprint"}],
                         sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
@@ -235,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2,
                     help="llama.cpp threads (the Kotlin replay uses the same)")
     ap.add_argument("--tuned", type=Path, help="a fine-tuned GGUF, replayed as model `tuned`")
+    ap.add_argument("--tuned-adapter", type=Path, help="a LoRA adapter GGUF applied on --tuned")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("psyedge").setLevel(logging.WARNING)
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     n = write_jsonl(args.out / "prompts.jsonl", prompt_rows())
     m = write_jsonl(args.out / "lexicon.jsonl", lexicon_rows())
     write_jsonl(args.out / "schema.jsonl", schema_rows())
-    specs = build_models(args.out, args.models, args.tuned)
+    specs = build_models(args.out, args.models, args.tuned, args.tuned_adapter)
     previous = {}
     if (args.out / "models.json").is_file():
         previous = json.loads((args.out / "models.json").read_text("utf-8"))

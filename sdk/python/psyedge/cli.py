@@ -1,6 +1,6 @@
 """`psyedge` command line: assess conversations, export the contract files, inspect a model.
 
-    psyedge assess --model M.gguf --input conversations.jsonl --output out.jsonl [--show]
+    psyedge assess --model M.gguf [--adapter A.gguf] --input conversations.jsonl --output out.jsonl [--show]
     psyedge schema  [--out labels.schema.json]
     psyedge grammar [--out labels.gbnf]        GBNF of the canonical output (Android, llama.cpp)
     psyedge plan    [--out decode_plan.json]   decode plan (forced text + allowed values)
@@ -99,7 +99,8 @@ def cmd_assess(args: argparse.Namespace) -> int:
 
     rows = read_conversations(Path(args.input))
     screener = Screener(args.model, template=args.template, lexicon=not args.no_lexicon,
-                        n_ctx=args.n_ctx, n_threads=args.threads, flash_attn=not args.no_flash_attn)
+                        n_ctx=args.n_ctx, n_threads=args.threads, flash_attn=not args.no_flash_attn,
+                        adapter=args.adapter)
     try:
         from tqdm import tqdm
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("assess", help="screen conversations from a JSONL file with a GGUF model")
     a.add_argument("--model", required=True, help="GGUF model file")
+    a.add_argument("--adapter", default=None, help="LoRA adapter GGUF applied on the model")
     a.add_argument("--input", required=True, help="JSONL, one conversation per line")
     a.add_argument("--output", required=True, help="JSONL of assessments (written atomically)")
     a.add_argument("--template", default=None,

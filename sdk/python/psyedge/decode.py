@@ -7,6 +7,10 @@ sequences, and save / restore one sequence's KV state. It goes through `llama_cp
 set the context parameters jump-forward needs (unified KV for cheap sequence copies, full
 sliding-window cache so the cache can be cut at any position, flash attention).
 
+An adapter GGUF (`convert.lora_gguf`) can ride on the model: llama.cpp then computes each adapted
+weight as `W x + scale * B (A x)` with W in the base file's own type, so a 4-bit base does not
+round the fine-tune away; its psyedge.* keys are read before the base's.
+
 `choose` turns the logits at a value position into the value and the per-value probabilities.
 """
 
@@ -63,10 +67,12 @@ class Engine:
     """One llama.cpp model + context. Not thread-safe: use one Engine per thread."""
 
     def __init__(self, path: str | Path, config: EngineConfig = EngineConfig(),
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, adapter: str | Path | None = None) -> None:
         ll = _llama()
         self._ll = ll
         self.path = Path(path)
+        self.adapter_path = Path(adapter) if adapter is not None else None
+        self._adapter = None
         if not verbose:
             # llama-cpp-python routes llama.cpp's log through this logger; only errors by default.
             lg = logging.getLogger("llama-cpp-python")
@@ -107,6 +113,8 @@ class Engine:
             raise ModelError(f"llama.cpp could not create a context for {self.path} with "
                              f"n_ctx={config.n_ctx}; try a smaller n_ctx")
         self._ctx = ctx
+        if self.adapter_path is not None:
+            self._attach_adapter(self.adapter_path)
         self.config = config
         self.n_threads = threads
         # llama.cpp may round the context up (to a multiple of 256); a batch beyond n_batch aborts
@@ -116,16 +124,41 @@ class Engine:
         self._batch = ll.llama_batch_init(self.n_ctx, 0, config.n_seq_max)
         self.decode_calls = 0
 
+    def _attach_adapter(self, path: Path) -> None:
+        """Load a LoRA adapter GGUF onto the model and apply it at scale 1 on the context."""
+        ll = self._ll
+        if not path.is_file():
+            self.close()
+            raise ModelError(f"adapter file not found: {path} (make lora-gguf writes it)")
+        adapter = ll.llama_adapter_lora_init(self._model, str(path).encode("utf-8"))
+        if not adapter:
+            self.close()
+            raise ModelError(f"llama.cpp could not load the adapter {path} onto {self.path.name}: not "
+                             "a LoRA adapter GGUF, or made for another base (architecture, shapes)")
+        self._adapter = adapter
+        arr = (ll.llama_adapter_lora_p_ctypes * 1)(adapter)
+        if ll.llama_set_adapters_lora(self._ctx, arr, 1, (ctypes.c_float * 1)(1.0)) != 0:
+            self.close()
+            raise ModelError(f"llama.cpp could not apply the adapter {path}")
+
     # ---- model facts ---------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
-        """A GGUF metadata value as text, or None when the key is absent."""
+        """A GGUF metadata value as text (the adapter's first), or None when the key is absent."""
+        if self._adapter:
+            value = self._meta_of(self._ll.llama_adapter_meta_val_str, self._adapter, key)
+            if value is not None:
+                return value
+        return self._meta_of(self._ll.llama_model_meta_val_str, self._model, key)
+
+    @staticmethod
+    def _meta_of(read: Callable[..., int], obj: object, key: str) -> str | None:
         buf = ctypes.create_string_buffer(4096)
-        n = self._ll.llama_model_meta_val_str(self._model, key.encode("utf-8"), buf, len(buf))
+        n = read(obj, key.encode("utf-8"), buf, len(buf))
         if n < 0:
             return None
         if n >= len(buf):
             buf = ctypes.create_string_buffer(n + 1)
-            self._ll.llama_model_meta_val_str(self._model, key.encode("utf-8"), buf, len(buf))
+            read(obj, key.encode("utf-8"), buf, len(buf))
         return buf.value.decode("utf-8", errors="replace")
 
     @property
@@ -241,6 +274,9 @@ class Engine:
         if getattr(self, "_ctx", None):
             ll.llama_free(self._ctx)
             self._ctx = None
+        if getattr(self, "_adapter", None):
+            ll.llama_adapter_lora_free(self._adapter)
+            self._adapter = None
         if getattr(self, "_model", None):
             ll.llama_model_free(self._model)
             self._model = None

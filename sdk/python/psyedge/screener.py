@@ -145,18 +145,21 @@ class Screener:
     `template` names the chat template (`deepseek-r1`, `chatml`, `raw`); without it the GGUF's
     `psyedge.template` key decides. `lexicon=False` turns the risk safety net off. `n_threads=0`
     uses up to 4 cores. `flash_attn` is on by default (llama-cpp-python's `Llama` defaults off).
+    `adapter` is a LoRA adapter GGUF applied on top of the model (`make lora-gguf`): the fine-tune
+    stays unquantized while the base keeps its 4-bit type; its psyedge.* keys come first.
     """
 
     def __init__(self, model_path: str | Path, template: str | None = None, *, lexicon: bool = True,
                  n_ctx: int = 4096, n_threads: int = 0, flash_attn: bool = True,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, adapter: str | Path | None = None) -> None:
         if template is not None and not isinstance(template, str):
             raise TypeError(f"template must be a template name (str), got {type(template).__name__}")
         if template is not None:
             get_template(template)  # unknown name -> InputError before loading anything
         n_seq = 1 + max(len(s.values) for s in PLAN if s.forced is None)
         self.engine = Engine(model_path, EngineConfig(n_ctx=n_ctx, n_threads=n_threads,
-                                                      flash_attn=flash_attn, n_seq_max=n_seq), verbose)
+                                                      flash_attn=flash_attn, n_seq_max=n_seq), verbose,
+                             adapter=adapter)
         try:
             self.metadata = {f: self.engine.meta(k) for k, f in KEYS.items()}
             self.template: ChatTemplate = self._resolve_template(template)

@@ -74,6 +74,17 @@ Engine::Engine(const std::string & path, const EngineConfig & config)
                  std::to_string(config.n_ctx) + "; try a smaller n_ctx";
         return;
     }
+    if (!config.adapter.empty()) {
+        adapter_ = llama_adapter_lora_init(model_, config.adapter.c_str());
+        float scale = 1.0f;
+        if (!adapter_ || llama_set_adapters_lora(ctx_, &adapter_, 1, &scale) != 0) {
+            error_ = "llama.cpp could not load the adapter " + config.adapter + " onto " + path +
+                     ": not a LoRA adapter GGUF, or made for another base (architecture, shapes)";
+            llama_free(ctx_);
+            ctx_ = nullptr;
+            return;
+        }
+    }
     // llama.cpp may round the context up (to a multiple of 256); a batch beyond n_batch aborts the
     // process, so the usable context is the smaller of the two (DECODING.md 1).
     n_ctx_ = static_cast<int>(std::min(llama_n_ctx(ctx_), llama_n_batch(ctx_)));
@@ -85,19 +96,24 @@ Engine::Engine(const std::string & path, const EngineConfig & config)
 Engine::~Engine() {
     if (batch_ready_) llama_batch_free(batch_);
     if (ctx_) llama_free(ctx_);
+    if (adapter_) llama_adapter_lora_free(adapter_);
     if (model_) llama_model_free(model_);
 }
 
 bool Engine::meta(const std::string & key, std::string & out) const {
-    std::vector<char> buf(4096);
-    int32_t n = llama_model_meta_val_str(model_, key.c_str(), buf.data(), buf.size());
-    if (n < 0) return false;
-    if (static_cast<size_t>(n) >= buf.size()) {
-        buf.resize(static_cast<size_t>(n) + 1);
-        llama_model_meta_val_str(model_, key.c_str(), buf.data(), buf.size());
-    }
-    out.assign(buf.data(), static_cast<size_t>(n));
-    return true;
+    auto read = [&](auto fn, auto * obj) {
+        std::vector<char> buf(4096);
+        int32_t n = fn(obj, key.c_str(), buf.data(), buf.size());
+        if (n < 0) return false;
+        if (static_cast<size_t>(n) >= buf.size()) {
+            buf.resize(static_cast<size_t>(n) + 1);
+            fn(obj, key.c_str(), buf.data(), buf.size());
+        }
+        out.assign(buf.data(), static_cast<size_t>(n));
+        return true;
+    };
+    return (adapter_ && read(llama_adapter_meta_val_str, adapter_)) ||
+           read(llama_model_meta_val_str, model_);
 }
 
 Tokens Engine::tokenize(const std::string & text, bool special) const {

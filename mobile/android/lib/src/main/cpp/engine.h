@@ -27,6 +27,9 @@ struct EngineConfig {
     int n_ubatch = 512;
     int n_seq_max = 11;  // 1 + the most values of any field (scratch sequences for scoring)
     int answer_slack = 8;  // DECODING.md 2: free tokens after the answer's forced text + longest values
+    // A LoRA adapter GGUF applied on the model at run time ("" for none): the base keeps its own
+    // type and the fine-tune is not quantized; its psyedge.* keys are read before the model's.
+    std::string adapter;
 };
 
 // The contract pieces the engine needs, as text (UTF-8). Kotlin reads them from the assets.
@@ -102,7 +105,7 @@ public:
     // True when the last failure was the input's fault (Python's InputError), not the model's.
     bool input_error() const { return input_error_; }
 
-    // A GGUF metadata value, or false when the key is absent.
+    // A GGUF metadata value (the adapter's first), or false when the key is absent.
     bool meta(const std::string & key, std::string & out) const;
 
     // Tokenize the plan, check that forced text and values round-trip exactly, decode the
@@ -135,6 +138,7 @@ private:
     std::string error_;
     bool input_error_ = false;
     llama_model * model_ = nullptr;
+    llama_adapter_lora * adapter_ = nullptr;
     llama_context * ctx_ = nullptr;
     llama_memory_t mem_ = nullptr;
     const llama_vocab * vocab_ = nullptr;

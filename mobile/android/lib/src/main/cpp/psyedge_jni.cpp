@@ -67,7 +67,7 @@ extern "C" {
 JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeOpen(JNIEnv * env, jclass, jbyteArray path, jint n_ctx,
                                                                    jint threads, jboolean flash_attn, jint n_seq_max,
                                                                    jint n_ubatch, jint answer_slack,
-                                                                   jlongArray handle_out) {
+                                                                   jbyteArray adapter, jlongArray handle_out) {
     std::call_once(g_backend, [] {
         llama_log_set(log_callback, nullptr);
         llama_backend_init();
@@ -79,6 +79,7 @@ JNIEXPORT jstring JNICALL Java_org_psyedge_NativeBridge_nativeOpen(JNIEnv * env,
     cfg.n_seq_max = n_seq_max;
     cfg.n_ubatch = n_ubatch;
     cfg.answer_slack = answer_slack;
+    cfg.adapter = bytes(env, adapter);  // empty: no adapter
     auto * e = new psyedge::Engine(bytes(env, path), cfg);
     if (!e->ok()) {
         std::string err = e->error();

@@ -32,7 +32,7 @@ internal object NativeBridge {
 
     @JvmStatic external fun nativeOpen(
         path: ByteArray, nCtx: Int, threads: Int, flashAttn: Boolean, nSeqMax: Int, nUbatch: Int, answerSlack: Int,
-        handleOut: LongArray,
+        adapter: ByteArray, handleOut: LongArray,
     ): String?
 
     @JvmStatic external fun nativeMeta(handle: Long, key: ByteArray): ByteArray?

@@ -136,7 +136,9 @@ class PsyEdge private constructor(
          * @param template chat template name; null uses the model's `psyedge.template` metadata
          * @param nCtx context size in tokens; null: the Python SDK's default (`decoding.json`)
          * @param flashAttn flash attention; null: the SDK's default
-         * @throws ModelException missing, unloadable or incompatible model
+         * @param adapterPath a LoRA adapter GGUF applied on the model at run time (the Python SDK's
+         *   `adapter=`): the base keeps its 4-bit type, the fine-tune is not quantized
+         * @throws ModelException missing, unloadable or incompatible model or adapter
          * @throws InputException bad arguments (threads < 1, unknown template)
          */
         fun load(
@@ -146,6 +148,7 @@ class PsyEdge private constructor(
             template: String? = null,
             nCtx: Int? = null,
             flashAttn: Boolean? = null,
+            adapterPath: String? = null,
         ): PsyEdge {
             if (threads < 1) throw InputException("threads must be at least 1, got $threads")
             if (nCtx != null && nCtx < 256) throw InputException("nCtx must be at least 256 tokens, got $nCtx")
@@ -156,6 +159,9 @@ class PsyEdge private constructor(
             val file = File(modelPath)
             if (!file.isFile) throw ModelException("model file not found: $modelPath (pass the path of a .gguf file)")
             if (!file.canRead()) throw ModelException("model file $modelPath is not readable by this app")
+            if (adapterPath != null && !File(adapterPath).isFile) {
+                throw ModelException("adapter file not found: $adapterPath (make lora-gguf writes it)")
+            }
             NativeBridge.ensureLoaded()
 
             val t0 = System.nanoTime()
@@ -167,7 +173,8 @@ class PsyEdge private constructor(
                 runBlocking(dispatcher) {
                     NativeBridge.nativeOpen(
                         file.path.toByteArray(Charsets.UTF_8), nCtx ?: dec.nCtx, threads, flashAttn ?: dec.flashAttn,
-                        nSeqMax, dec.nUbatch, dec.answerSlack, handle,
+                        nSeqMax, dec.nUbatch, dec.answerSlack,
+                        (adapterPath ?: "").toByteArray(Charsets.UTF_8), handle,
                     )
                 }?.let { throw ModelException(it) }
             } catch (e: Throwable) {

@@ -36,6 +36,17 @@ class LoadErrorsTest {
     }
 
     @Test
+    fun missingOrForeignAdapter() {
+        expect<ModelException>("adapter file not found") {
+            PsyEdge.load(tiny, 1, Golden.assets, adapterPath = "/nonexistent/adapter.gguf")
+        }
+        // A model file is not an adapter: llama.cpp refuses it (general.type is "model").
+        expect<ModelException>("could not load the adapter") {
+            PsyEdge.load(tiny, 1, Golden.assets, adapterPath = tiny)
+        }
+    }
+
+    @Test
     fun otherContractIsRefused() = expect<ModelException>("contract 0.9") {
         PsyEdge.load(File(models, "tiny-contract-0.9.gguf").path, 1, Golden.assets)
     }

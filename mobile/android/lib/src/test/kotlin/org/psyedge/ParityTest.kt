@@ -30,7 +30,11 @@ class ParityTest {
         var pyMs = 0.0
         var ktPrefill = 0.0
         var pyPrefill = 0.0
-        PsyEdge.load(spec.getString("path"), spec.getInt("threads"), Golden.assets, template, spec.getInt("n_ctx")).use { psy ->
+        val adapter = spec.optString("adapter").ifEmpty { null }  // a LoRA adapter GGUF on the model
+        PsyEdge.load(
+            spec.getString("path"), spec.getInt("threads"), Golden.assets, template, spec.getInt("n_ctx"),
+            adapterPath = adapter,
+        ).use { psy ->
             var session: Session? = null
             for (r in rows) {
                 val id = r.getString("id")
