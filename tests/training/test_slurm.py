@@ -100,8 +100,9 @@ def test_checkpoint_signal_requeues_and_resumes(cluster, tiny_base: Path, data: 
     # What SLURM does before the time limit (--signal=B:USR1@300), sent now.
     subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True)
     _wait(job_id, lambda i: i.get("Restarts", "0") != "0" and i.get("JobState") == "PENDING", "the requeue")
-    # A requeued job waits ~2 minutes (BeginTime) before it is eligible; start it now instead.
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    # A requeued job waits ~2 minutes (BeginTime) before it is eligible, the life of the killed
+    # run's credential: slurmd refuses to launch the same job id before it expires ("Job already
+    # killed, do not launch batch job", the job then FAILED), so forcing StartTime=now races it.
     _wait(job_id, lambda i: i.get("JobState") == "COMPLETED", "completion after the requeue")
 
     log_text = (out / "logs" / f"slurm-{job_id}.out").read_text()
