@@ -33,6 +33,7 @@ import numpy as np
 from gguf import GGUFValueType
 
 from convert.errors import ConvertError
+from convert.hf_model import _read_json as read_json
 from convert.hf_model import open_model
 from convert.safetensors_io import TensorRef, load_f32, read_header
 from convert.tensor_map import NameMapper, permute_qk
@@ -66,13 +67,7 @@ class AdapterResult:
 def read_adapter_config(adapter: Path) -> dict[str, Any]:
     """adapter_config.json, refusing what the GGUF adapter format cannot carry."""
     path = adapter / CONFIG_FILE
-    try:
-        cfg = json.loads(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConvertError(f"cannot read {path}: {exc.strerror} (pass the folder PEFT's "
-                           "save_pretrained wrote, e.g. models/<run>/adapter)") from None
-    except json.JSONDecodeError as exc:
-        raise ConvertError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    cfg = read_json(path)  # unreadable or not JSON: a ConvertError naming the file and line
     if cfg.get("peft_type", "LORA") != "LORA":
         raise ConvertError(f"{path}: peft_type {cfg['peft_type']!r}; only LORA adapters convert")
     used = [k for k in UNSUPPORTED if cfg.get(k)]
