@@ -56,6 +56,8 @@ def latency_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                 row[f"{peer}_ms"] = rec[f"peer_{peer}"]["ms"]
                 row[f"{peer}_ratio"] = rec[f"peer_{peer}"]["ratio"]
                 row[f"{peer}_validity"] = rec[f"peer_{peer}"]["validity"]
+                if rec.get("prefill_only_ms"):
+                    row[f"{peer}_ceiling"] = rec[f"peer_{peer}"]["ms"] / rec["prefill_only_ms"]
         rows.append(row)
     return rows
 
@@ -188,7 +190,9 @@ def _latency_md(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> list[s
     lines += ["Each round assesses one conversation with psyedge and then answers it with every peer, "
               "same GGUF, same prompt, greedy (`benchmarks.peers`); medians over the rounds after one "
               "warm-up; ratio = peer / psyedge (>1: psyedge is faster); validity = share of the peer's "
-              "outputs the label schema accepts (psyedge's is 1 by construction).", "",
+              "outputs the label schema accepts (psyedge's is 1 by construction); in brackets the "
+              "ceiling = peer / psyedge's prefill-only time, the most any decoder that prefills the "
+              "same new tokens could be ahead.", "",
               _table(["case", "model", "prompt tokens", "threads", "psyedge (ms)"]
                      + [f"{SIDES[p]}: validity / ms / ratio" for p in peers],
                      [[r["label"], r.get("model"), r.get("prompt_tokens"), r.get("threads"),
@@ -216,8 +220,9 @@ def _latency_md(summary: Mapping[str, Any], plots_: Mapping[str, str]) -> list[s
 def _peer_cell(row: Mapping[str, Any], peer: str) -> str:
     if f"{peer}_ms" not in row:
         return "n/a"
+    ceiling = f" (<= {_fmt(row[f'{peer}_ceiling'], 2)}x)" if f"{peer}_ceiling" in row else ""
     return (f"{_fmt(row[f'{peer}_validity'], 2)} / {_fmt(row[f'{peer}_ms'], 1)} / "
-            f"{_fmt(row[f'{peer}_ratio'], 2)}x")
+            f"{_fmt(row[f'{peer}_ratio'], 2)}x{ceiling}")
 
 
 def _accuracy_md(a: Mapping[str, Any], plots_: Mapping[str, str]) -> list[str]:

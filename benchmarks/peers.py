@@ -1,8 +1,9 @@
 """The decoders a user would pick instead of psyedge, each answering the same prompt on the same GGUF.
 
 Every peer is greedy (temperature 0, top-k 1, no repeat penalty: penalising repeated JSON keys
-would change the answer), starts from llama-cpp-python's own cached prefix, and returns the text
-it generated; validity is then checked against the contract's schema (`psyedge.contract`).
+would change the answer), starts from the tokens psyedge's own cache reuses for that
+conversation (`sdk_latency.start_from`), and returns the text it generated; validity is then
+checked against the contract's schema (`psyedge.contract`).
 
 * `json_schema`: `create_completion` under `LlamaGrammar.from_json_schema(schema)` (what the
   llama-cpp-python docs suggest; it drops the integer bounds, so an answer can be invalid);

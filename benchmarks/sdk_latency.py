@@ -204,23 +204,52 @@ def prefill(case: Case) -> None:
     case.rec["prefill_only_ms"] = median_ms(times)
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share: what a prefix cache can reuse from one to the other."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def start_from(llm: Any, keep: int) -> None:
+    """Make llama-cpp-python's cache hold at most its first `keep` tokens.
+
+    Its completion reuses the longest prefix it still holds, so without this every peer after the
+    first would find the whole prompt decoded by the peer before it and skip the prefill that
+    psyedge pays. `n_tokens` is the public length of what it holds; the next completion drops the
+    KV cells past it.
+    """
+    llm.n_tokens = min(llm.n_tokens, keep)
+
+
 def peers(case: Case, names: Sequence[str] = tuple(PEERS)) -> None:
-    """psyedge and each peer on the same conversation, one right after the other, round by round."""
+    """psyedge and each peer on the same conversation, one right after the other, round by round.
+
+    Every peer starts from what psyedge's cache can reuse of the conversation: the tokens it
+    shares with the previous round's prompt (at least the instruction prefix).
+    """
     s, rec = case.s, case.rec
     made: list[Peer] = [PEERS[n](case.llm) for n in names]
     ours: list[float] = []
     theirs: dict[str, list[float]] = {p.name: [] for p in made}
     outputs: dict[str, list[str]] = {p.name: [] for p in made}
+    previous = list(s.token_plan.prefix)  # what psyedge's cache holds before the first round
     for conv in case.items():
         tokens, text = s.prompt_tokens(conv), s.render(conv)
+        reused = common_prefix(previous, tokens)
         t0 = time.perf_counter()
         s.assess(conv)
         ours.append(time.perf_counter() - t0)
         for p in made:
+            start_from(case.llm, reused)  # untimed: as psyedge, never the peer before it
             t0 = time.perf_counter()
             out = p.answer(tokens, text)
             theirs[p.name].append(time.perf_counter() - t0)
             outputs[p.name].append(out)
+        previous = tokens
     text = s.render(case.convs[0])
     by_text = case.llm.tokenize(text.encode("utf-8"), add_bos=s.engine.add_bos, special=True)
     rec["peers_rounds"] = len(ours) - 1

@@ -83,6 +83,8 @@ def test_sdk_figures_carry_the_cases_model_and_threads() -> None:
     peer = figs["latency.model.e2e.peer.json_schema.ratio_over_psyedge"]
     assert (peer["value"], peer["unit"], peer["min_round_ratio"], peer["rounds"]) == (10.0, "ratio", 9.0, 5)
     assert figs["latency.model.e2e.peer.outlines.schema_validity"]["unit"] == "fraction"
+    ceiling = figs["latency.model.e2e.peer.outlines.ratio_ceiling"]  # the peer over the prefill floor
+    assert (ceiling["value"], ceiling["unit"]) == (pytest.approx(620.0 / 20.0), "ratio")
     assert figs["latency.model.e2e.peer.outlines"]["unit"] == "ms (median)"
     assert "latency.model.e2e.peer.gbnf" not in figs  # not measured, not invented
     # The figures the version-1 report had under other names (figures.py's docstring lists them).
@@ -215,8 +217,8 @@ def test_markdown_has_every_table(bench_json: dict[str, Any]) -> None:
     summary = _summary(bench_json)
     md = markdown.render_markdown(summary, {"latency": "latency.png"})
     # Only the peers measured get a column: json_schema and outlines here.
-    assert ("| model | tiny/model-Q4_K_M.gguf | 300 | 2 | 31.000 | 0.80 / 310.0 / 10.00x "
-            "| 1.00 / 620.0 / 20.00x |") in md
+    assert ("| model | tiny/model-Q4_K_M.gguf | 300 | 2 | 31.000 | 0.80 / 310.0 / 10.00x (<= 15.50x) "
+            "| 1.00 / 620.0 / 20.00x (<= 31.00x) |") in md
     assert "| depression_level | 0.500 | 0.400 | 0.300 |" in md
     assert "| student_distress_score | 1.250 | 0.750 |" in md
     assert "| lexicon off | suicidal | 0.000 | 0.000 | 0.000 | 1 | 1 |" in md

@@ -49,6 +49,34 @@ def test_every_measure_fills_its_record(case: sdk_latency.Case, tmp_path: Path) 
         assert case.s.assess(conv).labels == fresh.assess(conv).labels
 
 
+def test_no_peer_starts_from_the_prompt_the_peer_before_it_decoded(
+        case: sdk_latency.Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each peer finds cached only what psyedge reuses (the previous prompt's shared head), so
+    the second grammar peer pays the conversation's prefill as the first one does."""
+    seen: dict[str, list[int]] = {}
+
+    def recorder(name: str):  # type: ignore[no-untyped-def]
+        def make(llm: object) -> peers.Peer:
+            base = peers.gbnf_peer(llm)
+
+            def answer(tokens: list[int], text: str) -> str:
+                seen.setdefault(name, []).append(llm.n_tokens)  # type: ignore[attr-defined]
+                return base.answer(tokens, text)
+
+            return peers.Peer(name, name, answer)
+
+        return make
+
+    monkeypatch.setattr(sdk_latency, "PEERS", {"a": recorder("a"), "b": recorder("b")})
+    sdk_latency.peers(case, ["a", "b"])
+    prompts = [case.s.prompt_tokens(c) for c in case.items()]
+    previous = [list(case.s.token_plan.prefix), *prompts[:-1]]
+    reused = [sdk_latency.common_prefix(a, b) for a, b in zip(previous, prompts, strict=True)]
+    assert min(reused) >= len(case.s.token_plan.prefix) and len(seen["b"]) == 3
+    assert all(n <= r for n, r in zip(seen["a"], reused, strict=True))
+    assert seen["b"] == reused  # the first peer's whole prompt was cut back to psyedge's reuse
+
+
 def test_is_valid_checks_the_schema() -> None:
     assert peers.is_valid('{"depression_level": 1, "anxiety_level": 0, "risk_flag": "none", '
                           '"student_distress_score": 3}')
