@@ -28,7 +28,6 @@ kept in `hops/<hop>.jsonl` with the model's sha256, so a rerun scores only what 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import subprocess
@@ -38,7 +37,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from benchmarks.metrics import accuracy, expected_calibration_error, recall_at_precision
@@ -121,13 +119,11 @@ def driver_scorer(driver: Path, gguf: Path, template: str, threads: int,
     """The Android engine's C++ core (`psyedge_driver`) on the cases document the SDK writes."""
 
     def run(rows: Sequence[RiskRow]) -> list[Answer]:
-        arm_cases = android_tool("arm_cases")
         spec = {"path": str(gguf), "template": template, "n_ctx": 4096, "threads": threads}
-        doc = arm_cases.cases_document(
-            spec, [{"id": str(r.row), "conversation": conversation(r)} for r in rows])
         with tempfile.TemporaryDirectory() as tmp:
             cases = Path(tmp) / "cases.json"
-            cases.write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+            write_cases(spec, [{"id": str(r.row), "conversation": conversation(r)} for r in rows],
+                        cases)
             extra = ["--adapter", str(adapter)] if adapter else []
             proc = subprocess.run([str(driver), "--model", str(gguf), "--cases", str(cases),
                                    "--threads", str(threads), *extra], capture_output=True, text=True)
@@ -144,19 +140,20 @@ def driver_scorer(driver: Path, gguf: Path, template: str, threads: int,
     return run
 
 
-def android_tool(name: str) -> ModuleType:
-    """A script of mobile/android/tools as a module, loaded from its file.
+def write_cases(spec: dict[str, Any], rows: list[dict[str, Any]], out: Path) -> None:
+    """The driver's input for `rows`, written by the Android tools' own `arm_cases.py`.
 
-    The tools are scripts that the Android Makefile runs, not a package; loading one by path
-    leaves this process's import path as it is.
+    It runs as the script the Android Makefile runs, so the cases the ladder feeds the driver are
+    made by the same code as the ARM test's.
     """
-    path = Path(__file__).resolve().parents[1] / "mobile" / "android" / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"{path} cannot be loaded as a module")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    tool = Path(__file__).resolve().parents[1] / "mobile" / "android" / "tools" / "arm_cases.py"
+    spec_file, conv_file = out.with_name("spec.json"), out.with_name("conversations.jsonl")
+    spec_file.write_text(json.dumps(spec), "utf-8")
+    conv_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    proc = subprocess.run([sys.executable, str(tool), "--spec", str(spec_file), "--conversations",
+                           str(conv_file), "--out", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool.name} failed ({proc.returncode}): {proc.stderr[-800:]}")
 
 
 def schema_labels(texts: dict[str, str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Generated test conversations: ordinary, adversarial and malformed-but-valid inputs.
 
-Deterministic (seeded) so a failure names a reproducible case. The adversarial kinds are the ones
-the issue lists: prompt injection, text that is empty after cleaning (in some turns), 50,000
+Shared by the SDK tests and the Android golden generator, so both meet the same inputs.
+Deterministic (seeded) so a failure names a reproducible case. The adversarial kinds are what an
+app's users can type: prompt injection, text that is empty after cleaning (in some turns), 50,000
 characters, emoji, control characters, mixed languages; plus role-marker injection and JSON in
 the text. Every conversation here is valid input (has a user turn with visible text).
 """

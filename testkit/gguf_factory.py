@@ -28,7 +28,7 @@ SPECIALS: tuple[str, ...] = (
 #: DeepSeek's think markers are user-defined (not control) tokens in the real vocabulary too.
 USER_DEFINED: tuple[str, ...] = ("<think>", "</think>")
 
-#: Chinese text the generated test conversations draw on (tests/conversations.py uses it too).
+#: Chinese text the generated test conversations draw on (testkit/conversations.py uses it too).
 CORPUS_ZH = (
     "老师我最近压力很大晚上睡不着觉总是担心考试成绩不好爸妈会失望同学关系也不好感觉自己很孤独"
     "上课注意力不集中心里很烦有时候觉得活着没意思不想去学校了室友吵架宿舍作业太多论文写不完"

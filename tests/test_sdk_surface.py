@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCREENER = ROOT / "sdk" / "python" / "psyedge" / "screener.py"
 #: Folders whose modules are product code (tests may arrange imports; product code may not).
-PRODUCT = ("benchmarks/", "pipeline/", "training/", "convert/", "testkit/", "sdk/python/psyedge/")
+PRODUCT = ("benchmarks/", "pipeline/", "training/", "convert/", "testkit/", "sdk/python/psyedge/",
+           "mobile/android/tools/")
 
 
 def private_names() -> set[str]:

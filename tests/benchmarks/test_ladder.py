@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.ladder import REFERENCE_HOP, Hop, run
+import pytest
+
+from benchmarks.ladder import REFERENCE_HOP, Hop, run, write_cases
 
 ROWS = [("我不想活了", "主动自杀意图"), ("今天考试好累", "与自杀/自伤/攻击行为无关"),
         ("想结束生命", "被动自杀意图"), ("室友很吵", "与自杀/自伤/攻击行为无关")]
@@ -126,3 +128,21 @@ def test_a_hop_is_rescored_when_any_input_changes(tmp_path: Path) -> None:
     gguf.write_text("two")
     run(data, tmp_path / "out", [hop], {})
     assert calls == [4, 4]
+
+
+def test_the_android_hop_gets_its_cases_from_the_android_tool(tmp_path: Path) -> None:
+    """`write_cases` runs mobile/android/tools/arm_cases.py as the ARM test does: one case per
+    row, each turn split into the transcript line's head, text and tail, the plan beside them."""
+    from testkit import gguf_factory
+
+    model = gguf_factory.write_model(tmp_path / "tiny.gguf", template="raw")
+    rows = [{"id": str(i), "conversation": [{"role": "user", "text": t}]} for i, (t, _) in enumerate(ROWS)]
+    spec = {"path": str(model), "template": "raw", "n_ctx": 512, "threads": 1}
+    write_cases(spec, rows, tmp_path / "cases.json")
+    doc = json.loads((tmp_path / "cases.json").read_text("utf-8"))
+    assert [c["id"] for c in doc["cases"]] == ["0", "1", "2", "3"]
+    assert [c["lines"][0][1] for c in doc["cases"]] == [t for t, _ in ROWS]
+    assert doc["config"]["n_ctx"] == 512 and doc["plan"]["fields"]
+    bad = dict(spec, template="no-such-template")
+    with pytest.raises(RuntimeError, match="arm_cases.py failed"):
+        write_cases(bad, rows, tmp_path / "bad.json")

@@ -28,14 +28,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Sibling tools: Python puts a script's own folder first on the import path.
+import gen_assets
+import gen_golden
+
 from pipeline.io import atomic_write_json, write_jsonl
 from psyedge import Screener, plan
 from psyedge.decode import Engine, EngineConfig
 from psyedge.prompt import INSTRUCTION, check_conversation, get_template, trim
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gen_assets  # noqa: E402
-import gen_golden  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +170,25 @@ def reorder_spread(spec: dict[str, Any], rows: list[dict[str, Any]], threads: in
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--golden", type=Path, required=True, help="gen_golden.py's output folder")
-    ap.add_argument("--out", type=Path, required=True, help="folder for cases-<model>.json")
-    ap.add_argument("--models", nargs="+", required=True)
+    ap.add_argument("--golden", type=Path, help="gen_golden.py's output folder")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="folder for cases-<model>.json (with --spec: the one cases file)")
+    ap.add_argument("--models", nargs="+")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spec", type=Path,
+                    help="instead of goldens: one model's spec as JSON (path, template, n_ctx, threads)")
+    ap.add_argument("--conversations", type=Path, help="with --spec: JSONL of {id, conversation}")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("psyedge").setLevel(logging.WARNING)
+    if args.spec or args.conversations:
+        if not (args.spec and args.conversations):
+            ap.error("--spec and --conversations go together")
+        rows = [json.loads(x) for x in args.conversations.read_text("utf-8").splitlines() if x.strip()]
+        atomic_write_json(args.out, cases_document(json.loads(args.spec.read_text("utf-8")), rows))
+        return 0
+    if not (args.golden and args.models):
+        ap.error("--golden and --models are needed (or --spec and --conversations)")
     models = json.loads((args.golden / "models.json").read_text("utf-8"))
     if Q4_0 in args.models:
         models[Q4_0] = q4_0_golden(args.golden, args.threads)

@@ -27,11 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# A sibling tool: Python puts a script's own folder first on the import path.
+import result_stats
+
 from pipeline.io import atomic_write_text
 from psyedge import contract, plan, prompt
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import result_stats  # noqa: E402
 
 log = logging.getLogger(__name__)
 

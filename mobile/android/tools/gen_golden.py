@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+# A sibling tool: Python puts a script's own folder first on the import path.
+from fixtures import INVALID, LEXICON_TEXTS, SESSION, VALID
 from tqdm import tqdm
 
 from pipeline.io import atomic_write_json, write_jsonl
@@ -34,9 +36,7 @@ from psyedge.contract import validate
 from psyedge.errors import LabelError, PsyedgeError
 from psyedge.lexicon import lexicon_risk, scan
 from psyedge.prompt import TEMPLATES, prepare, render
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures import INVALID, LEXICON_TEXTS, SESSION, VALID  # noqa: E402
+from testkit.conversations import generate
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
@@ -44,14 +44,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def sdk_conversations() -> list[tuple[str, Any]]:
     """The SDK tests' 200 generated conversations (50,000 characters, random Unicode, injections...)."""
-    sys.path.insert(0, str(REPO / "sdk" / "python" / "tests"))
-    try:
-        import conversations
-    except ImportError as exc:
-        log.warning("sdk/python/tests/conversations.py not importable (%s): "
-                    "prompt parity on the fixtures only", exc)
-        return []
-    return [(f"sdk-{i}-{kind}", conv) for i, (kind, conv) in enumerate(conversations.generate(200))]
+    return [(f"sdk-{i}-{kind}", conv) for i, (kind, conv) in enumerate(generate(200))]
 
 
 def prompt_rows() -> list[dict[str, Any]]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conversations import generate
 
 from psyedge import Screener
 from psyedge.contract import FIELDS, validate
 from psyedge.decode import shared_first
+from testkit.conversations import generate
 from testkit.gguf_factory import TINY_KW
 from testkit.plain_path import checked_grammar, complete, load_llama, text_grammar, token_grammar
 

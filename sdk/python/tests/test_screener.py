@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conversations import generate, kinds
 
 from psyedge import InputError, ModelError, Screener
 from psyedge.contract import FIELDS, most_severe, validate
@@ -16,6 +15,7 @@ from psyedge.decode import Engine
 from psyedge.plan import PLAN
 from psyedge.prompt import INSTRUCTION, render
 from testkit import gguf_factory
+from testkit.conversations import generate, kinds
 from testkit.gguf_factory import TINY_CTX, TINY_KW
 
 HOLES = [s for s in PLAN if s.forced is None]

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conversations import generate
 
 from psyedge import Screener
 from psyedge.decode import choose
 from psyedge.plan import PLAN
+from testkit.conversations import generate
 from testkit.gguf_factory import TINY_KW
 
 HOLES = [s for s in PLAN if s.forced is None]
