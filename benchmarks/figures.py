@@ -183,10 +183,9 @@ def sdk_figures(ctx: Context, cases: Mapping[str, Mapping[str, Any]]) -> list[di
                 out.append(figure(ctx, f"{stem}.ratio_over_psyedge", peer["ratio"], **common, **info,
                                   min_round_ratio=peer["min_round_ratio"]))
                 out.append(figure(ctx, f"{stem}.schema_validity", peer["validity"], **common))
-                if metrics.is_number(rec.get("prefill_only_ms")) and rec["prefill_only_ms"]:
-                    # Any decoder pays the prefill of the same new tokens: the most it could be ahead.
-                    out.append(figure(ctx, f"{stem}.ratio_ceiling", peer["ms"] / rec["prefill_only_ms"],
-                                      **common, prefill_only_ms=rec["prefill_only_ms"]))
+                if metrics.is_number(peer.get("ceiling")):
+                    out.append(figure(ctx, f"{stem}.ratio_ceiling", peer["ceiling"], **common,
+                                      prefill_only_ms=rec.get("prefill_only_ms")))
                 worst = rec.get("psyedge_worst_ms")
                 if metrics.is_number(worst) and worst:
                     # The peer's median does not depend on psyedge's guesses: against the worst case.

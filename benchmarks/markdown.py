@@ -56,8 +56,8 @@ def latency_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                 row[f"{peer}_ms"] = rec[f"peer_{peer}"]["ms"]
                 row[f"{peer}_ratio"] = rec[f"peer_{peer}"]["ratio"]
                 row[f"{peer}_validity"] = rec[f"peer_{peer}"]["validity"]
-                if rec.get("prefill_only_ms"):
-                    row[f"{peer}_ceiling"] = rec[f"peer_{peer}"]["ms"] / rec["prefill_only_ms"]
+                if "ceiling" in rec[f"peer_{peer}"]:
+                    row[f"{peer}_ceiling"] = rec[f"peer_{peer}"]["ceiling"]
         rows.append(row)
     return rows
 

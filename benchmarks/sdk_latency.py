@@ -327,6 +327,10 @@ def summarise(rec: dict[str, Any]) -> None:
     ratio("worst_over_prefill", "psyedge_worst_ms", "prefill_only_ms")
     ratio("session_over_turn_prefill", "session_reassess_ms", "turn_prefill_only_ms")
     ratio("session_floor_over_turn_prefill", "session_floor_ms", "turn_prefill_only_ms")
+    for key, peer in rec.items():
+        if key.startswith("peer_") and rec.get("prefill_only_ms"):
+            # Any decoder pays the prefill of the same new tokens: the most it could be ahead.
+            peer["ceiling"] = peer["ms"] / rec["prefill_only_ms"]
 
 
 def measure(case: Case, what: str) -> None:
